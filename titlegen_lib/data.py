@@ -1,0 +1,597 @@
+"""Read AmazonTitles-1.3MM (plain, .gz or inside the release zip), clean it, split it and write JSONL.
+
+Everything streams: the 1.9 GB train file is never held in memory. Every record that is not written
+is counted under a `DropReason`, and every malformed line is reported with its file and line number.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import heapq
+import html
+import json
+import re
+import time
+import zipfile
+import zlib
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from titlegen_lib.config import Config
+from titlegen_lib.prompts import INSTRUCTIONS
+from titlegen_lib.storage import atomic_open, file_identity, read_json, stable_hash, write_json
+
+RELEASE_ZIP = "LF-Amazon-1.3M.raw.zip"
+SPLITS = ("train", "val", "test")
+PREPROCESS_VERSION = 1  # bump when cleaning rules change, so cached outputs are rebuilt
+
+
+class DropReason(str, Enum):
+    """Why a record is not in the output. Malformed-line reasons come first."""
+
+    BAD_ENCODING = "bad_encoding"
+    MALFORMED_JSON = "malformed_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    EMPTY_TITLE_AND_CONTENT = "empty_title_and_content"
+    EMPTY_TITLE = "empty_title"
+    EMPTY_CONTENT = "empty_content"
+    SHORT_TITLE = "short_title"
+    SHORT_CONTENT = "short_content"
+    LONG_CONTENT = "long_content"
+    CONTENT_EQUALS_TITLE = "content_equals_title"
+    DUPLICATE_RECORD = "duplicate_record"
+    DUPLICATE_UID = "duplicate_uid"
+    DUPLICATE_TITLE = "duplicate_title"
+    TITLE_IN_TRAIN = "title_in_train"
+    TOO_MANY_TOKENS = "too_many_tokens"
+
+    @property
+    def is_malformed(self) -> bool:
+        return self in _MALFORMED
+
+
+_MALFORMED = {DropReason.BAD_ENCODING, DropReason.MALFORMED_JSON, DropReason.NOT_AN_OBJECT,
+              DropReason.MISSING_FIELD, DropReason.WRONG_TYPE}
+
+
+class DataFileError(RuntimeError):
+    """An input file cannot be read as AmazonTitles JSON lines; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    """A malformed line: where it is and what is wrong with it."""
+
+    file: str
+    line: int
+    reason: DropReason
+    field: str | None
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"field '{self.field}': " if self.field else ""
+        return f"{self.file}, line {self.line}: {where}{self.detail}"
+
+
+class MalformedLineError(DataFileError):
+    """Raised in strict mode at the first malformed line."""
+
+    def __init__(self, problem: LineProblem):
+        super().__init__(f"{problem} (strict mode stops here; set strict=False to count and skip such lines)")
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A JSON-lines input: a plain or .gz file, or a member of the release zip."""
+
+    path: Path
+    member: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.path}:{self.member}" if self.member else str(self.path)
+
+
+@dataclass
+class RawRecord:
+    uid: str
+    title: str
+    content: str
+
+
+@dataclass
+class Tally:
+    """Counts for one input file: lines read, records kept, drops by reason and the first problems."""
+
+    label: str
+    lines: int = 0
+    kept: int = 0
+    drops: Counter = field(default_factory=Counter)
+    problems: list[LineProblem] = field(default_factory=list)
+    max_problems: int = 20
+
+    def drop(self, reason: DropReason) -> None:
+        self.drops[reason.value] += 1
+
+    def problem(self, problem: LineProblem) -> None:
+        self.drop(problem.reason)
+        if len(self.problems) < self.max_problems:
+            self.problems.append(problem)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.label, "lines": self.lines, "kept": self.kept,
+                "dropped": sum(self.drops.values()),
+                "drops": dict(sorted(self.drops.items(), key=lambda kv: -kv[1])),
+                "problems": [str(p) for p in self.problems]}
+
+
+# ---------------------------------------------------------------- locating and reading files
+
+def find_input(raw_dir: str | Path, name: str) -> InputFile:
+    """Find `name` (e.g. trn.json) in raw_dir as a plain file, a .gz, or a member of the release zip."""
+    raw_dir = Path(raw_dir)
+    for candidate in (raw_dir / name, raw_dir / f"{name}.gz"):
+        if candidate.is_file():
+            return InputFile(candidate)
+    for archive in sorted(raw_dir.glob("*.zip")):
+        member = _zip_member(archive, name)
+        if member:
+            return InputFile(archive, member)
+    raise DataFileError(f"{name} not found in {raw_dir}: expected {name}, {name}.gz or {RELEASE_ZIP} "
+                        f"holding LF-Amazon-1.3M/{name}.gz")
+
+
+def _zip_member(archive: Path, name: str) -> str | None:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = zf.namelist()
+    except zipfile.BadZipFile as exc:
+        raise DataFileError(f"{archive} is not a readable zip file ({exc})") from None
+    for wanted in (name, f"{name}.gz"):
+        for member in names:
+            if member == wanted or member.endswith("/" + wanted):
+                return member
+    return None
+
+
+def input_from_path(path: str | Path) -> InputFile:
+    """An InputFile from a path; `release.zip::member` names a zip member."""
+    text = str(path)
+    if "::" in text:
+        archive, member = text.split("::", 1)
+        return InputFile(Path(archive), member)
+    if text.endswith(".zip"):
+        raise DataFileError(f"{text} is a zip: name the member as '{text}::LF-Amazon-1.3M/trn.json.gz'")
+    return InputFile(Path(text))
+
+
+def _open_binary(source: InputFile) -> tuple[IO[bytes], list[IO[Any]]]:
+    """Open the raw byte stream (decompressing .gz, in or out of the zip); returns (stream, to_close)."""
+    if not source.path.is_file():
+        raise DataFileError(f"{source.path} does not exist")
+    closers: list[IO[Any]] = []
+    if source.member is not None:
+        zf = zipfile.ZipFile(source.path)
+        if source.member not in zf.namelist():
+            members = ", ".join(zf.namelist()[:10])
+            zf.close()
+            raise DataFileError(f"{source.path} has no member {source.member!r}; it holds: {members}")
+        stream: IO[bytes] = zf.open(source.member)
+        closers += [stream, zf]  # type: ignore[list-item]
+        name = source.member
+    else:
+        stream = open(source.path, "rb")
+        closers.append(stream)
+        name = source.path.name
+    if name.endswith(".gz"):
+        stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+        closers.insert(0, stream)
+    return stream, closers
+
+
+def iter_lines(source: InputFile) -> Iterator[tuple[int, bytes]]:
+    """Yield (line number from 1, raw bytes without the line end); a truncated archive is an error."""
+    stream, closers = _open_binary(source)
+    line_no = 0
+    try:
+        for line_no, raw in enumerate(stream, start=1):  # noqa: B007 - line_no is used after the loop
+            yield line_no, raw.rstrip(b"\r\n")
+    except (EOFError, zlib.error, gzip.BadGzipFile, zipfile.BadZipFile, OSError) as exc:
+        raise DataFileError(f"{source.label} is truncated or corrupt after line {line_no} ({exc}); "
+                            "download or copy it again: a partial file would silently lose records") from None
+    finally:
+        for handle in closers:
+            handle.close()
+
+
+_TEXT_FIELDS = ("uid", "title", "content")
+
+
+def parse_line(raw: bytes, source: InputFile, line_no: int) -> RawRecord | LineProblem:
+    """Decode one JSON line into a RawRecord, or describe what is wrong with it."""
+    label = source.label
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return LineProblem(label, line_no, DropReason.BAD_ENCODING, None,
+                           f"not valid UTF-8 at byte {exc.start}")
+    if line_no == 1 and text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return LineProblem(label, line_no, DropReason.MALFORMED_JSON, None, f"invalid JSON ({exc.msg})")
+    if not isinstance(obj, dict):
+        return LineProblem(label, line_no, DropReason.NOT_AN_OBJECT, None,
+                           f"expected a JSON object, got a JSON {type(obj).__name__}")
+    for name in _TEXT_FIELDS:
+        if name not in obj:
+            return LineProblem(label, line_no, DropReason.MISSING_FIELD, name, "missing")
+        if not isinstance(obj[name], str):
+            return LineProblem(label, line_no, DropReason.WRONG_TYPE, name,
+                               f"expected a string, got {json.dumps(obj[name])[:40]}")
+    return RawRecord(obj["uid"], obj["title"], obj["content"])
+
+
+def read_records(source: InputFile, tally: Tally, strict: bool = False) -> Iterator[RawRecord]:
+    """Stream well-formed records; malformed lines are counted in `tally` (or raise in strict mode)."""
+    for line_no, raw in iter_lines(source):
+        tally.lines = line_no
+        if not raw.strip():
+            continue
+        parsed = parse_line(raw, source, line_no)
+        if isinstance(parsed, LineProblem):
+            if strict:
+                raise MalformedLineError(parsed)
+            tally.problem(parsed)
+            continue
+        yield parsed
+
+
+# ---------------------------------------------------------------- cleaning
+
+_TAG = re.compile(r"</?[A-Za-z][^<>]{0,300}>")
+_BOILERPLATE = re.compile(r"\s*-{1,2}\s*This text refers to[^.]{0,200}\.", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200e\u200f\ufeff]")
+_SPACE = re.compile(r"\s+")
+# "features.Great" -> "features. Great": a sentence glued to the next where a tag was stripped upstream.
+_GLUED = re.compile(r"([a-z][.!?])([A-Z][a-z])")
+_ENTITY = re.compile(r"&(#\d+|#[xX][0-9a-fA-F]+|[A-Za-z]+\d*);")
+
+
+def clean_text(text: str) -> str:
+    """Unescape entities (before any filtering), strip tags and boilerplate, normalise whitespace.
+
+    Case and punctuation are kept: the targets must read like real descriptions.
+    """
+    if "&" in text:
+        # Twice: the dump double-escapes some entities ("&amp;#8217;").
+        text = html.unescape(text)
+        if "&" in text and _ENTITY.search(text):
+            text = html.unescape(text)
+    if "<" in text:
+        text = _TAG.sub(" ", text)
+    if "This text refers to" in text or "this text refers to" in text:
+        text = _BOILERPLATE.sub(" ", text)
+    text = _CONTROL.sub(" ", text)
+    text = _GLUED.sub(r"\1 \2", text)
+    return _SPACE.sub(" ", text).strip()
+
+
+@dataclass(frozen=True)
+class CleanRules:
+    """The length limits a kept record must meet (from Config)."""
+
+    min_title_chars: int = 3
+    min_content_chars: int = 40
+    max_content_chars: int = 2000
+
+    @classmethod
+    def from_config(cls, config: Config) -> "CleanRules":
+        return cls(config.min_title_chars, config.min_content_chars, config.max_content_chars)
+
+
+def clean_record(record: RawRecord, rules: CleanRules) -> RawRecord | DropReason:
+    """A cleaned copy of the record, or the reason it must be dropped."""
+    if not record.title.strip():
+        return DropReason.EMPTY_TITLE_AND_CONTENT if not record.content.strip() else DropReason.EMPTY_TITLE
+    if not record.content.strip():
+        return DropReason.EMPTY_CONTENT
+    title = clean_text(record.title)
+    if not title:
+        content_left = clean_text(record.content)
+        return DropReason.EMPTY_TITLE_AND_CONTENT if not content_left else DropReason.EMPTY_TITLE
+    if len(title) < rules.min_title_chars:
+        return DropReason.SHORT_TITLE
+    content = clean_text(record.content)
+    if not content:
+        return DropReason.EMPTY_CONTENT
+    if content.casefold() == title.casefold():
+        return DropReason.CONTENT_EQUALS_TITLE
+    if len(content) < rules.min_content_chars:
+        return DropReason.SHORT_CONTENT
+    if len(content) > rules.max_content_chars:
+        return DropReason.LONG_CONTENT
+    return RawRecord(record.uid.strip(), title, content)
+
+
+def _key64(*parts: str) -> int:
+    return int.from_bytes(hashlib.blake2b("\x00".join(parts).encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def split_of(uid: str, val_fraction: float) -> str:
+    """"train" or "val", from the uid alone: a record never moves between splits on a rerun or a new seed."""
+    return "val" if _key64("split", uid) / 2**64 < val_fraction else "train"
+
+
+def sample_key(uid: str, seed: int) -> int:
+    """Order in which records are sampled: the first N by this key form a seeded, stable sample."""
+    return _key64(str(seed), uid)
+
+
+def title_key(title: str) -> int:
+    return _key64(title.casefold())
+
+
+# ---------------------------------------------------------------- the preprocess run
+
+def _clean_stream(source: InputFile, rules: CleanRules, strict: bool, tally: Tally,
+                  seen_titles: dict[int, tuple[int, int]] | None = None,
+                  banned_titles: dict[int, Any] | None = None) -> Iterator[RawRecord]:
+    """Clean one file's records and drop exact duplicates (same title and content) and repeated uids.
+
+    If `seen_titles` is given, it collects title -> (longest content length, uid key) for the
+    duplicate-title pass. Titles in `banned_titles` (the train titles, for the test file) are dropped.
+    """
+    seen_records: set[int] = set()
+    seen_uids: set[int] = set()
+    for raw in read_records(source, tally, strict):
+        result = clean_record(raw, rules)
+        if isinstance(result, DropReason):
+            tally.drop(result)
+            continue
+        record_key = _key64(result.title, result.content)
+        if record_key in seen_records:
+            tally.drop(DropReason.DUPLICATE_RECORD)
+            continue
+        uid_key = _key64(result.uid)
+        if uid_key in seen_uids:
+            tally.drop(DropReason.DUPLICATE_UID)
+            continue
+        tkey = title_key(result.title)
+        if banned_titles is not None and tkey in banned_titles:
+            tally.drop(DropReason.TITLE_IN_TRAIN)
+            continue
+        seen_records.add(record_key)
+        seen_uids.add(uid_key)
+        if seen_titles is not None:
+            best = seen_titles.get(tkey)
+            if best is None or len(result.content) > best[0]:
+                seen_titles[tkey] = (len(result.content), uid_key)
+        yield result
+
+
+class _Sample:
+    """The first `limit` records by sample key (all if limit is 0), in a bounded heap."""
+
+    def __init__(self, limit: int, seed: int):
+        self.limit, self.seed = limit, seed
+        self.heap: list[tuple[int, int, RawRecord]] = []
+        self.count = 0
+
+    def add(self, record: RawRecord) -> None:
+        self.count += 1
+        item = (-sample_key(record.uid, self.seed), self.count, record)
+        if not self.limit or len(self.heap) < self.limit:
+            heapq.heappush(self.heap, item)
+        elif item[0] > self.heap[0][0]:
+            heapq.heapreplace(self.heap, item)
+
+    def ordered(self) -> list[RawRecord]:
+        return [rec for _, _, rec in sorted(self.heap, key=lambda it: (-it[0], it[1]))]
+
+
+def _oversample(limit: int, count_tokens: Callable[[str], int] | None) -> int:
+    """Keep extra candidates when a token limit may drop some of the first `limit`."""
+    if not limit or count_tokens is None:
+        return limit
+    return limit + max(limit // 2, 100)
+
+
+def _take(records: list[RawRecord], limit: int, max_tokens: int,
+          count_tokens: Callable[[str], int] | None) -> tuple[list[RawRecord], int]:
+    """The first `limit` records (all if 0) whose content fits the token limit, and how many did not fit."""
+    taken: list[RawRecord] = []
+    too_long = 0
+    for record in records:
+        if limit and len(taken) >= limit:
+            break
+        if max_tokens and count_tokens is not None and count_tokens(record.content) > max_tokens:
+            too_long += 1
+            continue
+        taken.append(record)
+    return taken, too_long
+
+
+def to_example(record: RawRecord, language: str) -> dict[str, str]:
+    """The JSONL row: the seed's instruction/input/output fields plus the uid."""
+    return {"uid": record.uid, "instruction": INSTRUCTIONS[language], "input": record.title,
+            "output": record.content}
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    count = 0
+    with atomic_open(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def _percentiles(values: Iterable[int]) -> dict[str, float]:
+    arr = np.fromiter(values, dtype=np.int64)
+    if arr.size == 0:
+        return {}
+    pct = np.percentile(arr, [5, 50, 95])
+    return {"min": int(arr.min()), "p5": float(pct[0]), "p50": float(pct[1]), "p95": float(pct[2]),
+            "max": int(arr.max()), "mean": round(float(arr.mean()), 1)}
+
+
+@dataclass
+class PreprocessResult:
+    """Where the splits are and what happened; `reused` is True when finished outputs were kept."""
+
+    paths: dict[str, Path]
+    summary: dict[str, Any]
+    reused: bool = False
+
+    def drops_table(self) -> "Any":
+        """Drops by reason and file, as a pandas DataFrame (rows: reasons; columns: files)."""
+        import pandas as pd
+
+        frame = pd.DataFrame({t["file"]: t["drops"] for t in self.summary["files"].values()}).fillna(0)
+        return frame.astype(int).sort_index()
+
+
+def preprocess_key(config: Config, train: InputFile, test: InputFile, max_tokens_model: str | None) -> str:
+    """Hash of the settings and inputs that decide the output, to reuse finished work safely."""
+    settings = {name: getattr(config, name) for name in (
+        "min_title_chars", "min_content_chars", "max_content_chars", "max_content_tokens", "dedup_titles",
+        "strict", "val_fraction", "train_samples", "val_samples", "test_samples", "seed", "language")}
+    inputs = [{**file_identity(f.path), "member": f.member} for f in (train, test)]
+    return stable_hash({"version": PREPROCESS_VERSION, "settings": settings, "inputs": inputs,
+                        "tokenizer": max_tokens_model})
+
+
+def preprocess_files(
+    train_source: InputFile,
+    test_source: InputFile,
+    config: Config,
+    out_dir: str | Path,
+    count_tokens: Callable[[str], int] | None = None,
+    tokenizer_name: str | None = None,
+    force: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> PreprocessResult:
+    """Clean the train and test files and write train/val/test JSONL plus summary.json to `out_dir`.
+
+    `count_tokens` (e.g. the model tokenizer's length) enables `config.max_content_tokens`.
+    Finished outputs with the same settings and inputs are reused unless `force`. `extra` is
+    stored in the summary as given (e.g. whether the inputs are synthetic).
+    """
+    out_dir = Path(out_dir)
+    key = preprocess_key(config, train_source, test_source, tokenizer_name if count_tokens else None)
+    paths = {split: out_dir / f"{split}.jsonl" for split in SPLITS}
+    summary_path = out_dir / "summary.json"
+    if not force and summary_path.is_file() and all(p.is_file() for p in paths.values()):
+        summary = read_json(summary_path)
+        if summary.get("key") == key:
+            return PreprocessResult(paths, summary, reused=True)
+
+    started = time.perf_counter()
+    rules = CleanRules.from_config(config)
+    max_tokens = config.max_content_tokens
+    train_tally, test_tally = Tally(train_source.label), Tally(test_source.label)
+
+    # Pass 1: clean the train file to a temporary file, learning the longest content for each title.
+    titles: dict[int, tuple[int, int]] = {}
+    pass1 = out_dir / ".train_pass1.jsonl"
+    with atomic_open(pass1) as handle:
+        for rec in _clean_stream(train_source, rules, config.strict, train_tally, seen_titles=titles):
+            handle.write(json.dumps([rec.uid, rec.title, rec.content], ensure_ascii=False) + "\n")
+
+    # Pass 2: keep one record per title (the longest content), split by uid, sample.
+    samples = {"train": _Sample(_oversample(config.train_samples, count_tokens), config.seed),
+               "val": _Sample(_oversample(config.val_samples, count_tokens), config.seed)}
+    with open(pass1, encoding="utf-8") as handle:
+        for line in handle:
+            uid, title, content = json.loads(line)
+            if config.dedup_titles and titles[title_key(title)][1] != _key64(uid):
+                train_tally.drop(DropReason.DUPLICATE_TITLE)
+                continue
+            samples[split_of(uid, config.val_fraction)].add(RawRecord(uid, title, content))
+    pass1.unlink()
+
+    # The test file: same cleaning, and no title that the model was trained on.
+    test_sample = _Sample(_oversample(config.test_samples, count_tokens), config.seed)
+    for rec in _clean_stream(test_source, rules, config.strict, test_tally, banned_titles=titles):
+        test_sample.add(rec)
+    del titles
+
+    candidates = {"train": samples["train"], "val": samples["val"], "test": test_sample}
+    limits = {"train": config.train_samples, "val": config.val_samples, "test": config.test_samples}
+    chosen: dict[str, list[RawRecord]] = {}
+    too_long: dict[str, int] = {}
+    for split in SPLITS:
+        chosen[split], too_long[split] = _take(candidates[split].ordered(), limits[split], max_tokens, count_tokens)
+        tally = test_tally if split == "test" else train_tally
+        if too_long[split]:
+            tally.drops[DropReason.TOO_MANY_TOKENS.value] += too_long[split]
+    for split, records in chosen.items():
+        _write_jsonl(paths[split], (to_example(r, config.language) for r in records))
+    train_tally.kept = len(chosen["train"]) + len(chosen["val"])
+    test_tally.kept = len(chosen["test"])
+    available = {split: candidates[split].count for split in SPLITS}
+    seconds = time.perf_counter() - started
+    lines = train_tally.lines + test_tally.lines
+    summary = {
+        "key": key,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "files": {"train": train_tally.to_dict(), "test": test_tally.to_dict()},
+        "available_after_cleaning": available,
+        "written": {split: len(records) for split, records in chosen.items()},
+        # Clean records left out only because the split was sampled to train/val/test_samples.
+        "not_sampled": {split: available[split] - len(chosen[split]) - too_long[split] for split in SPLITS},
+        "lengths": {split: {"title_chars": _percentiles(len(r.title) for r in records),
+                            "content_chars": _percentiles(len(r.content) for r in records)}
+                    for split, records in chosen.items()},
+        "seconds": round(seconds, 2),
+        "lines_per_second": round(lines / seconds) if seconds else None,
+        "settings": {"seed": config.seed, "val_fraction": config.val_fraction, "dedup_titles": config.dedup_titles,
+                     "language": config.language, "tokenizer": tokenizer_name if count_tokens else None},
+        **(extra or {}),
+    }
+    write_json(summary_path, summary)
+    return PreprocessResult(paths, summary)
+
+
+def load_split(path: str | Path) -> list[dict[str, str]]:
+    """Read a JSONL split written by `preprocess_files` (small: a sampled split)."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def source_files(config: Config) -> tuple[InputFile, InputFile]:
+    """The train and test inputs: the real files in raw_dir, or synthetic ones generated in the work dir."""
+    if config.raw_dir:
+        return find_input(config.raw_dir, config.train_file), find_input(config.raw_dir, config.test_file)
+    from titlegen_lib.synthetic import write_synthetic_dataset
+
+    folder = Path(config.work_dir) / "synthetic" / (
+        f"n{config.synthetic_train_records}-{config.synthetic_test_records}-s{config.seed}")
+    if not (folder / "trn.json").is_file() or not (folder / "tst.json").is_file():
+        write_synthetic_dataset(folder, config.synthetic_train_records, config.synthetic_test_records,
+                                seed=config.seed)
+    return InputFile(folder / "trn.json"), InputFile(folder / "tst.json")
+
+
+def preprocess(config: Config, tokenizer: Any = None, force: bool = False) -> PreprocessResult:
+    """Clean the configured inputs into `config.data_dir`; a tokenizer enables max_content_tokens."""
+    train, test = source_files(config)
+    count_tokens = None
+    if tokenizer is not None and config.max_content_tokens:
+        def count_tokens(text: str) -> int:
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    name = getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None
+    return preprocess_files(train, test, config, config.data_dir, count_tokens, name, force=force,
+                            extra={"synthetic": not config.raw_dir})

@@ -1,0 +1,119 @@
+"""Generate descriptions from titles with exactly the training prompt: batched for evaluation, streamed for the demo."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+from titlegen_lib.config import Config
+from titlegen_lib.models import LoadedModel, prepare_for_inference
+from titlegen_lib.prompts import PromptTemplate, choose_template, render_prompt
+
+
+@dataclass(frozen=True)
+class DecodingSettings:
+    """How to decode; part of the prediction cache key."""
+
+    max_new_tokens: int = 160
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+    no_repeat_ngram_size: int = 4
+
+    @classmethod
+    def from_config(cls, config: Config, **changes: Any) -> "DecodingSettings":
+        values = {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
+                  "top_p": config.top_p, "repetition_penalty": config.repetition_penalty,
+                  "no_repeat_ngram_size": config.no_repeat_ngram_size}
+        return cls(**{**values, **changes})
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens,
+                                  "repetition_penalty": self.repetition_penalty,
+                                  "no_repeat_ngram_size": self.no_repeat_ngram_size}
+        if self.temperature > 0:
+            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+
+@dataclass
+class Generation:
+    """One generated description and whether the model ended it with EOS."""
+
+    title: str
+    text: str
+    stopped_at_eos: bool
+    new_tokens: int
+
+
+def _device(model: Any) -> Any:
+    return next(model.parameters()).device
+
+
+def generate_batch(loaded: LoadedModel, titles: Sequence[str], settings: DecodingSettings,
+                   template: PromptTemplate) -> list[Generation]:
+    """Generate for a batch of titles with left padding (one forward pass per new token for all titles)."""
+    import torch
+
+    tokenizer = loaded.tokenizer
+    prompts = [render_prompt(t, tokenizer, template) for t in titles]
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+    try:
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(_device(loaded.model))
+    finally:
+        tokenizer.padding_side = old_side
+    with torch.inference_mode():
+        output = loaded.model.generate(**encoded, **settings.generate_kwargs(),
+                                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    new = output[:, encoded["input_ids"].shape[1]:]
+    results = []
+    for title, ids in zip(titles, new.tolist()):
+        stopped = tokenizer.eos_token_id in ids
+        if stopped:
+            ids = ids[: ids.index(tokenizer.eos_token_id)]
+        ids = [i for i in ids if i != tokenizer.pad_token_id]
+        text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+        results.append(Generation(title, text, stopped, len(ids) + int(stopped)))
+    return results
+
+
+def generate_descriptions(loaded: LoadedModel, titles: Sequence[str], config: Config,
+                          settings: DecodingSettings | None = None, batch_size: int | None = None,
+                          progress: bool = True, language: str | None = None) -> list[Generation]:
+    """Descriptions for many titles, in batches sorted by length (less padding), in the input order."""
+    from tqdm.auto import tqdm
+
+    settings = settings or DecodingSettings.from_config(config)
+    template = choose_template(loaded.tokenizer, language or config.language, config.prompt_format)
+    prepare_for_inference(loaded)
+    batch_size = batch_size or config.gen_batch_size
+    order = sorted(range(len(titles)), key=lambda i: len(titles[i]))
+    results: list[Generation | None] = [None] * len(titles)
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    for batch in tqdm(batches, desc="generating", disable=not progress, unit="batch"):
+        for index, generation in zip(batch, generate_batch(loaded, [titles[i] for i in batch], settings, template)):
+            results[index] = generation
+    return [r for r in results if r is not None]
+
+
+def stream_description(loaded: LoadedModel, title: str, config: Config,
+                       settings: DecodingSettings | None = None, language: str | None = None) -> Iterator[str]:
+    """Yield the description piece by piece as it is generated (for the demo)."""
+    from transformers import TextIteratorStreamer
+
+    settings = settings or DecodingSettings.from_config(config)
+    template = choose_template(loaded.tokenizer, language or config.language, config.prompt_format)
+    prepare_for_inference(loaded)
+    tokenizer = loaded.tokenizer
+    encoded = tokenizer([render_prompt(title, tokenizer, template)], return_tensors="pt").to(_device(loaded.model))
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    kwargs = {**encoded, **settings.generate_kwargs(), "streamer": streamer,
+              "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    worker = threading.Thread(target=loaded.model.generate, kwargs=kwargs, daemon=True)
+    worker.start()
+    yield from streamer
+    worker.join()

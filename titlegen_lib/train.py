@@ -1,0 +1,354 @@
+"""LoRA fine-tuning with TRL's SFTTrainer: loss on the description and EOS only, eval loss, checkpoints, resume.
+
+Training examples are tokenized by `prompts.tokenize_example` (prompt + description + EOS, with a
+completion mask), so TRL never re-renders the prompt: training and inference cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from titlegen_lib.config import Config
+from titlegen_lib.data import load_split
+from titlegen_lib.models import (
+    LoadedModel,
+    attach_lora,
+    environment_report,
+    load_model,
+    prepare_for_training,
+    training_precision,
+)
+from titlegen_lib.prompts import PromptTemplate, choose_template, tokenize_example
+from titlegen_lib.storage import file_sha256, write_json
+
+log = logging.getLogger("titlegen")
+
+CHECKPOINT_DONE = "titlegen_checkpoint_complete"  # written after a checkpoint is fully saved
+
+
+@dataclass
+class TokenizedSplits:
+    """Tokenized train/val datasets and how many examples did not fit max_seq_length."""
+
+    train: Any
+    val: Any
+    too_long: dict[str, int]
+    template: PromptTemplate
+
+
+def tokenize_split(rows: list[dict[str, str]], tokenizer: Any, template: PromptTemplate,
+                   max_length: int) -> tuple[list[dict[str, list[int]]], int]:
+    """Tokenize JSONL rows; examples longer than max_length are dropped (and counted), never truncated,
+    because a truncated description followed by EOS would teach the model to stop mid-sentence."""
+    examples, too_long = [], 0
+    for row in rows:
+        example = tokenize_example(row["input"], row["output"], tokenizer, template)
+        if len(example["input_ids"]) > max_length:
+            too_long += 1
+            continue
+        examples.append(example)
+    return examples, too_long
+
+
+def build_datasets(config: Config, tokenizer: Any) -> TokenizedSplits:
+    """Tokenized train and validation datasets from the prepared JSONL splits."""
+    from datasets import Dataset
+
+    template = choose_template(tokenizer, config.language, config.prompt_format)
+    splits, too_long = {}, {}
+    for split in ("train", "val"):
+        path = config.data_dir / f"{split}.jsonl"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run the preprocess step (notebook 01) first")
+        examples, too_long[split] = tokenize_split(load_split(path), tokenizer, template, config.max_seq_length)
+        if not examples:
+            raise ValueError(f"{path}: no example fits max_seq_length={config.max_seq_length}")
+        splits[split] = Dataset.from_list(examples)
+    if too_long["train"]:
+        print(f"[titlegen] dropped {too_long['train']} train and {too_long['val']} validation examples "
+              f"longer than max_seq_length={config.max_seq_length} tokens")
+    return TokenizedSplits(splits["train"], splits["val"], too_long, template)
+
+
+def optimizer_name(config: Config, backend: str) -> str:
+    """adamw_8bit on CUDA when bitsandbytes is there (the optimizer state is most of LoRA's memory)."""
+    if config.optim != "auto":
+        return config.optim
+    if backend != "cpu":
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is not None:
+            return "adamw_8bit"
+    return "adamw_torch"
+
+
+def packing_supported(loaded: LoadedModel) -> bool:
+    """Packing without cross-attention between examples needs padding-free attention: flash attention or
+    Unsloth's own kernels. With SDPA/eager attention TRL would let packed examples attend to each other."""
+    if loaded.backend == "unsloth":
+        return True
+    impl = str(getattr(loaded.model.config, "_attn_implementation", ""))
+    return "flash" in impl
+
+
+def sft_config(config: Config, backend: str, packing: bool, batch_size: int, grad_accum: int,
+               progress: bool = True) -> Any:
+    """The TRL SFTConfig for this run (every value explicit; TRL's defaults changed across releases)."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(config.run_dir / "checkpoints"),
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        optim=optimizer_name(config, backend),
+        logging_steps=config.logging_steps,
+        eval_strategy="steps",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to=config.report_to,
+        max_length=config.max_seq_length,
+        packing=packing,
+        padding_free=config.padding_free and packing,
+        completion_only_loss=True,  # labels are -100 wherever completion_mask is 0 (the prompt)
+        # Unsloth sets up its own checkpointing in get_peft_model; elsewhere the Trainer does it.
+        gradient_checkpointing=config.gradient_checkpointing and backend != "unsloth",
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        use_cpu=backend == "cpu",
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        **training_precision(backend),
+    )
+
+
+class CheckpointCompleteCallback:
+    """Marks a checkpoint complete after the Trainer has written all of it (see `last_checkpoint`)."""
+
+    def __new__(cls) -> Any:
+        from transformers import TrainerCallback
+
+        class _Callback(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):  # noqa: ANN001 - Trainer's signature
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if folder.is_dir() and state.is_world_process_zero:
+                    (folder / CHECKPOINT_DONE).write_text(str(state.global_step))
+
+        return _Callback()
+
+
+def last_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The newest checkpoint that was saved completely; a checkpoint cut off mid-write is ignored."""
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        return None
+    complete = [p for p in folder.glob("checkpoint-*") if (p / CHECKPOINT_DONE).is_file()
+                and (p / "trainer_state.json").is_file()]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def backoff_batch(batch_size: int, grad_accum: int) -> tuple[int, int]:
+    """Halve the batch and double accumulation: the same effective batch in less memory."""
+    if batch_size <= 1:
+        raise RuntimeError("out of GPU memory even at batch size 1: lower max_seq_length or use load_in_4bit=True")
+    return batch_size // 2, grad_accum * 2
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    adapter_dir: Path
+    run_json: Path
+    steps: int
+    train_loss: float | None
+    eval_loss: float | None
+    first_eval_loss: float | None
+    seconds: float
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    curve_png: Path | None = None
+    resumed_from: str | None = None
+
+
+def fused_loss_available(device_type: str) -> bool:
+    """TRL 1.15 computes the SFT loss with a Triton kernel (fused LM head), which exists only on a GPU."""
+    from trl.trainer import utils as trl_utils
+
+    return device_type == "cuda" and getattr(trl_utils, "_ChunkedLogProbFunction", None) is not None
+
+
+def sft_trainer_class() -> type:
+    """TRL's SFTTrainer (Unsloth's patched one when Unsloth is loaded), with the plain full-logits
+    cross-entropy where TRL's Triton loss kernel cannot run (CPU, or no triton). Same labels, same loss."""
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class TitlegenSFTTrainer(SFTTrainer):  # type: ignore[misc, valid-type]
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+            if fused_loss_available(self.args.device.type):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    return TitlegenSFTTrainer
+
+
+def build_trainer(loaded: LoadedModel, config: Config, splits: TokenizedSplits, batch_size: int,
+                  grad_accum: int, progress: bool = True) -> Any:
+    """An SFTTrainer over pre-tokenized examples (TRL builds labels from completion_mask)."""
+    packing = config.packing and packing_supported(loaded)
+    if config.packing and not packing:
+        print("[titlegen] packing is off: this backend has no padding-free attention (needs Unsloth or "
+              "flash-attention); examples are padded per batch instead")
+    args = sft_config(config, loaded.backend, packing, batch_size, grad_accum, progress)
+    return sft_trainer_class()(model=loaded.model, args=args, train_dataset=splits.train, eval_dataset=splits.val,
+                                 processing_class=loaded.tokenizer, callbacks=[CheckpointCompleteCallback()])
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def train(config: Config, loaded: LoadedModel | None = None, progress: bool = True) -> TrainResult:
+    """Fine-tune LoRA adapters on the prepared splits, resuming from the last complete checkpoint."""
+    started = time.perf_counter()
+    loaded = loaded or load_model(config)
+    loaded = attach_lora(loaded, config)
+    prepare_for_training(loaded)
+    splits = build_datasets(config, loaded.tokenizer)
+    checkpoint_dir = config.run_dir / "checkpoints"
+    resume_from = last_checkpoint(checkpoint_dir) if config.resume else None
+    if resume_from:
+        print(f"[titlegen] resuming from {resume_from}")
+    elif checkpoint_dir.exists() and not config.resume:
+        shutil.rmtree(checkpoint_dir)
+    batch, accum = config.per_device_train_batch_size, config.gradient_accumulation_steps
+    while True:
+        trainer = build_trainer(loaded, config, splits, batch, accum, progress)
+        try:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            break
+        except RuntimeError as exc:
+            if loaded.backend == "cpu" or not _is_oom(exc) or trainer.state.global_step > 0:
+                raise
+            new_batch, new_accum = backoff_batch(batch, accum)
+            print(f"[titlegen] CUDA out of memory at batch {batch}: retrying with batch {new_batch} and "
+                  f"gradient accumulation {new_accum} (same effective batch)")
+            batch, accum = new_batch, new_accum
+            del trainer
+            import torch
+
+            torch.cuda.empty_cache()
+    return _finish(trainer, loaded, config, splits, started, resume_from, batch, accum)
+
+
+def _finish(trainer: Any, loaded: LoadedModel, config: Config, splits: TokenizedSplits, started: float,
+            resume_from: Path | None, batch: int, accum: int) -> TrainResult:
+    """Save the adapter, tokenizer, loss curves and run.json (main process only under accelerate)."""
+    history = trainer.state.log_history
+    train_losses = [h["loss"] for h in history if "loss" in h]
+    eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
+    if not eval_losses or history[-1].get("step") != trainer.state.global_step:
+        eval_losses.append(trainer.evaluate()["eval_loss"])
+        history = trainer.state.log_history
+    adapter_dir = config.adapter_dir
+    seconds = time.perf_counter() - started
+    result = TrainResult(adapter_dir, config.run_dir / "run.json", trainer.state.global_step,
+                         train_losses[-1] if train_losses else None, eval_losses[-1],
+                         eval_losses[0], seconds, history, resumed_from=str(resume_from) if resume_from else None)
+    if not trainer.is_world_process_zero():
+        return result
+    trainer.model.save_pretrained(str(adapter_dir))
+    loaded.tokenizer.save_pretrained(str(adapter_dir))
+    write_json(config.run_dir / "log_history.json", history)
+    result.curve_png = plot_loss_curves(history, config.run_dir / "loss_curve.png")
+    if config.merge_16bit:
+        export_merged(loaded, trainer.model, config.run_dir / "merged_16bit")
+    summary_path = config.data_dir / "summary.json"
+    write_json(result.run_json, {
+        "config": config.to_dict(),
+        "environment": environment_report(),
+        "backend": loaded.backend,
+        "model_source": loaded.source,
+        "prompt_template": {"language": splits.template.language,
+                            "chat_template": splits.template.use_chat_template},
+        "data_summary_sha256": file_sha256(summary_path) if summary_path.is_file() else None,
+        "examples": {"train": len(splits.train), "val": len(splits.val), "dropped_too_long": splits.too_long},
+        "batch_size": batch, "gradient_accumulation_steps": accum,
+        "packing": trainer.args.packing,
+        "steps": result.steps, "train_loss": result.train_loss, "eval_loss": result.eval_loss,
+        "first_eval_loss": result.first_eval_loss,
+        "wall_seconds": round(seconds, 1), "resumed_from": result.resumed_from,
+    })
+    return result
+
+
+def export_merged(loaded: LoadedModel, model: Any, out_dir: Path) -> Path:
+    """Merge LoRA into the base weights and save a 16-bit model (for serving without PEFT)."""
+    if loaded.backend == "unsloth":
+        model.save_pretrained_merged(str(out_dir), loaded.tokenizer, save_method="merged_16bit")
+    else:
+        merged = model.merge_and_unload()
+        merged.save_pretrained(str(out_dir), safe_serialization=True)
+        loaded.tokenizer.save_pretrained(str(out_dir))
+    return out_dir
+
+
+def loss_frame(history: list[dict[str, Any]]) -> Any:
+    """Train and eval loss by step, as a pandas DataFrame."""
+    import pandas as pd
+
+    rows = [{"step": h["step"], "train_loss": h.get("loss"), "eval_loss": h.get("eval_loss")}
+            for h in history if "loss" in h or "eval_loss" in h]
+    frame = pd.DataFrame(rows, columns=["step", "train_loss", "eval_loss"])
+    return frame.groupby("step", as_index=False).first()
+
+
+def plot_loss_curves(history: list[dict[str, Any]], path: Path) -> Path:
+    """Train and eval loss against step, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    frame = loss_frame(history)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for column, style in (("train_loss", "-"), ("eval_loss", "o-")):
+        part = frame.dropna(subset=[column])
+        if len(part):
+            ax.plot(part["step"], part[column], style, label=column.replace("_", " "))
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (description tokens only)")
+    ax.set_title("Fine-tuning loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def perplexity(eval_loss: float | None) -> float | None:
+    return math.exp(eval_loss) if eval_loss is not None and eval_loss < 50 else None
+
+
+def read_run(config: Config) -> dict[str, Any]:
+    return json.loads((config.run_dir / "run.json").read_text(encoding="utf-8"))
