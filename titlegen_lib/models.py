@@ -222,6 +222,16 @@ def model_source(spec: ModelSpec) -> str:
     return spec.hub_id or spec.name
 
 
+def load_tokenizer(config: Config) -> Any:
+    """Only the tokenizer of the configured model, with the same EOS/pad fixes as `load_model`."""
+    from transformers import AutoTokenizer
+
+    spec = resolve_model(config.model_name)
+    tokenizer = AutoTokenizer.from_pretrained(model_source(spec), trust_remote_code=config.trust_remote_code)
+    _fix_special_tokens(tokenizer, spec)
+    return tokenizer
+
+
 def load_model(config: Config, adapter_dir: str | Path | None = None) -> LoadedModel:
     """Load the configured base model (and a saved LoRA adapter, if given) on the chosen backend."""
     spec = resolve_model(config.model_name)

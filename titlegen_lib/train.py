@@ -26,7 +26,7 @@ from titlegen_lib.models import (
     training_precision,
 )
 from titlegen_lib.prompts import PromptTemplate, choose_template, tokenize_example
-from titlegen_lib.storage import file_sha256, write_json
+from titlegen_lib.storage import file_sha256, read_json, stable_hash, write_json
 
 log = logging.getLogger("titlegen")
 
@@ -163,6 +163,21 @@ def last_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
+# Settings that change what is trained; a checkpoint written under other values is never resumed.
+_TRAINING_FIELDS = ("model_name", "max_seq_length", "load_in_4bit", "lora_r", "lora_alpha", "lora_dropout",
+                    "lora_bias", "lora_target_modules", "num_train_epochs", "max_steps",
+                    "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
+                    "lr_scheduler_type", "warmup_ratio", "weight_decay", "optim", "packing", "padding_free",
+                    "seed", "language", "prompt_format")
+
+
+def training_key(config: Config) -> str:
+    """Hash of the training settings and the prepared data's summary."""
+    summary = config.data_dir / "summary.json"
+    return stable_hash({"settings": {name: getattr(config, name) for name in _TRAINING_FIELDS},
+                        "data": file_sha256(summary) if summary.is_file() else None})
+
+
 def backoff_batch(batch_size: int, grad_accum: int) -> tuple[int, int]:
     """Halve the batch and double accumulation: the same effective batch in less memory."""
     if batch_size <= 1:
@@ -179,7 +194,7 @@ class TrainResult:
     steps: int
     train_loss: float | None
     eval_loss: float | None
-    first_eval_loss: float | None
+    initial_eval_loss: float | None
     seconds: float
     log_history: list[dict[str, Any]] = field(default_factory=list)
     curve_png: Path | None = None
@@ -234,15 +249,25 @@ def train(config: Config, loaded: LoadedModel | None = None, progress: bool = Tr
     prepare_for_training(loaded)
     splits = build_datasets(config, loaded.tokenizer)
     checkpoint_dir = config.run_dir / "checkpoints"
-    resume_from = last_checkpoint(checkpoint_dir) if config.resume else None
+    key = training_key(config)
+    key_file = config.run_dir / "train_key.json"
+    same_settings = key_file.is_file() and read_json(key_file).get("key") == key
+    resume_from = last_checkpoint(checkpoint_dir) if config.resume and same_settings else None
     if resume_from:
         print(f"[titlegen] resuming from {resume_from}")
-    elif checkpoint_dir.exists() and not config.resume:
+    elif checkpoint_dir.exists():
+        if config.resume:
+            print(f"[titlegen] settings or data changed since {checkpoint_dir} was written: starting afresh")
         shutil.rmtree(checkpoint_dir)
+    write_json(key_file, {"key": key})
     batch, accum = config.per_device_train_batch_size, config.gradient_accumulation_steps
     while True:
         trainer = build_trainer(loaded, config, splits, batch, accum, progress)
         try:
+            if resume_from is None:
+                # The step-0 eval loss, where the loss curve starts; kept in a file because Trainer.train
+                # starts a fresh log history (and a resumed run reads it back).
+                write_json(config.run_dir / "initial_eval.json", {"step": 0, **trainer.evaluate()})
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             break
         except RuntimeError as exc:
@@ -262,12 +287,13 @@ def train(config: Config, loaded: LoadedModel | None = None, progress: bool = Tr
 def _finish(trainer: Any, loaded: LoadedModel, config: Config, splits: TokenizedSplits, started: float,
             resume_from: Path | None, batch: int, accum: int) -> TrainResult:
     """Save the adapter, tokenizer, loss curves and run.json (main process only under accelerate)."""
-    history = trainer.state.log_history
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if not evals or evals[-1]["step"] != trainer.state.global_step:
+        trainer.evaluate()
+    initial = config.run_dir / "initial_eval.json"
+    history = ([read_json(initial)] if initial.is_file() else []) + list(trainer.state.log_history)
     train_losses = [h["loss"] for h in history if "loss" in h]
     eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
-    if not eval_losses or history[-1].get("step") != trainer.state.global_step:
-        eval_losses.append(trainer.evaluate()["eval_loss"])
-        history = trainer.state.log_history
     adapter_dir = config.adapter_dir
     seconds = time.perf_counter() - started
     result = TrainResult(adapter_dir, config.run_dir / "run.json", trainer.state.global_step,
@@ -294,7 +320,7 @@ def _finish(trainer: Any, loaded: LoadedModel, config: Config, splits: Tokenized
         "batch_size": batch, "gradient_accumulation_steps": accum,
         "packing": trainer.args.packing,
         "steps": result.steps, "train_loss": result.train_loss, "eval_loss": result.eval_loss,
-        "first_eval_loss": result.first_eval_loss,
+        "initial_eval_loss": result.initial_eval_loss,
         "wall_seconds": round(seconds, 1), "resumed_from": result.resumed_from,
     })
     return result

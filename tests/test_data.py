@@ -1,0 +1,296 @@
+"""Reading, cleaning, splitting and writing AmazonTitles: each rule, each malformed case, exact counts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import amazon_line, write_lines
+
+from titlegen_lib.data import (
+    CleanRules,
+    DataFileError,
+    DropReason,
+    InputFile,
+    MalformedLineError,
+    RawRecord,
+    Tally,
+    clean_record,
+    clean_text,
+    find_input,
+    load_split,
+    preprocess,
+    preprocess_files,
+    read_records,
+    split_of,
+)
+
+LONG = "A sturdy stainless steel kettle that boils water quickly and quietly. "
+
+
+# ---------------------------------------------------------------- clean_text
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("Don&#8217;t stop", "Don\u2019t stop"),  # decimal entity
+    ("Don&#x2019;t stop", "Don\u2019t stop"),  # hex entity
+    ("Tea &amp; cakes &mdash; fresh", "Tea & cakes \u2014 fresh"),  # named entities
+    ("Rock &amp;#8217;n roll", "Rock \u2019n roll"),  # double-escaped
+    ("&lt;b&gt;Bold&lt;/b&gt; claim", "Bold claim"),  # escaped tags are unescaped, then stripped
+    ("Line one<br>Line two<p>Para</p>", "Line one Line two Para"),
+    ("Size < 5 and > 3 cm", "Size < 5 and > 3 cm"),  # comparisons are not tags
+    ("Great novel.--This text refers to the Paperback edition.", "Great novel."),
+    ("Great novel. -- This text refers to an out of print or unavailable edition of this title.", "Great novel."),
+    ("Tabs\tand\u00a0spaces   and\nnew lines\x07", "Tabs and spaces and new lines"),
+    ("Works great.Fits all.", "Works great. Fits all."),  # glued sentences
+    ("The iPhone Case, U.S.A. Made!", "The iPhone Case, U.S.A. Made!"),  # case and punctuation kept
+])
+def test_clean_text(raw, clean):
+    assert clean_text(raw) == clean
+
+
+def test_entities_are_unescaped_before_any_filtering():
+    # The public attempts stripped '&' and '#' first and left "8217;" in the text.
+    assert "8217" not in clean_text("It&#8217;s here &#8212; now")
+
+
+# ---------------------------------------------------------------- clean_record
+
+RULES = CleanRules(min_title_chars=3, min_content_chars=40, max_content_chars=300)
+
+
+@pytest.mark.parametrize(("title", "content", "reason"), [
+    ("", "", DropReason.EMPTY_TITLE_AND_CONTENT),
+    ("", LONG, DropReason.EMPTY_TITLE),
+    ("Kettle", "", DropReason.EMPTY_CONTENT),
+    ("Kettle", "<br><p></p>", DropReason.EMPTY_CONTENT),  # content with only HTML
+    ("Ke", LONG, DropReason.SHORT_TITLE),
+    ("Kettle", "VHS Tape", DropReason.SHORT_CONTENT),
+    ("Kettle", LONG * 10, DropReason.LONG_CONTENT),
+    ("Steel Kettle With A Long Name For Testing", "steel kettle with a long name for testing",
+     DropReason.CONTENT_EQUALS_TITLE),
+])
+def test_clean_record_drop_reasons(title, content, reason):
+    assert clean_record(RawRecord("B000000001", title, content), RULES) is reason
+
+
+def test_clean_record_keeps_case_and_punctuation():
+    kept = clean_record(RawRecord(" B000000001 ", "Acme&#174; Kettle", "Boils FAST! " + LONG), RULES)
+    assert isinstance(kept, RawRecord)
+    assert kept.title == "Acme\u00ae Kettle" and kept.content.startswith("Boils FAST! A sturdy")
+    assert kept.uid == "B000000001"
+
+
+# ---------------------------------------------------------------- reading and malformed lines
+
+def malformed_file(tmp_path: Path) -> Path:
+    return write_lines(tmp_path / "bad.json", [
+        amazon_line("B000000001", "Good Kettle", LONG),
+        b"{not json",
+        b'["an", "array"]',
+        json.dumps({"uid": "B000000002", "title": None, "content": LONG}).encode(),
+        json.dumps({"uid": "B000000003", "title": 12, "content": LONG}).encode(),
+        json.dumps({"uid": "B000000004", "title": ["a"], "content": LONG}).encode(),
+        json.dumps({"uid": "B000000005", "title": "No content key"}).encode(),
+        b'{"uid": "B000000006", "title": "Caf\xe9 Latin-1", "content": "x"}',
+        b"",
+        amazon_line("B000000007", "Second Kettle", LONG),
+    ])
+
+
+def test_malformed_lines_are_counted_with_file_and_line(tmp_path):
+    path = malformed_file(tmp_path)
+    tally = Tally(str(path))
+    records = list(read_records(InputFile(path), tally))
+    assert [r.uid for r in records] == ["B000000001", "B000000007"]
+    assert dict(tally.drops) == {"malformed_json": 1, "not_an_object": 1, "wrong_type": 3, "missing_field": 1,
+                                 "bad_encoding": 1}
+    problems = [str(p) for p in tally.problems]
+    assert problems[0] == f"{path}, line 2: invalid JSON (Expecting property name enclosed in double quotes)"
+    assert f"{path}, line 4: field 'title': expected a string, got null" in problems
+    assert f"{path}, line 7: field 'content': missing" in problems
+    assert any("line 8" in p and "UTF-8" in p for p in problems)
+
+
+def test_strict_mode_stops_at_first_malformed_line(tmp_path):
+    path = malformed_file(tmp_path)
+    with pytest.raises(MalformedLineError, match=r"bad.json, line 2: invalid JSON"):
+        list(read_records(InputFile(path), Tally(str(path)), strict=True))
+
+
+def test_bom_and_crlf_are_read(tmp_path):
+    path = tmp_path / "crlf.json"
+    path.write_bytes(b"\xef\xbb\xbf" + amazon_line("B1", "Kettle One", LONG).encode() + b"\r\n"
+                     + amazon_line("B2", "Kettle Two", LONG).encode() + b"\r\n")
+    tally = Tally("x")
+    assert [r.title for r in read_records(InputFile(path), tally)] == ["Kettle One", "Kettle Two"]
+    assert not tally.drops
+
+
+def test_plain_gz_and_zip_member_read_the_same(tmp_path):
+    lines = [amazon_line(f"B{i:09d}", f"Kettle {i}", LONG) for i in range(5)]
+    plain = write_lines(tmp_path / "plain" / "trn.json", lines)
+    gz_dir = tmp_path / "gz"
+    gz_dir.mkdir()
+    with gzip.open(gz_dir / "trn.json.gz", "wb") as handle:
+        handle.write(plain.read_bytes())
+    zip_dir = tmp_path / "zip"
+    zip_dir.mkdir()
+    with zipfile.ZipFile(zip_dir / "LF-Amazon-1.3M.raw.zip", "w") as zf:
+        zf.write(gz_dir / "trn.json.gz", "LF-Amazon-1.3M/trn.json.gz")
+    sources = [find_input(d, "trn.json") for d in (plain.parent, gz_dir, zip_dir)]
+    assert sources[2].member == "LF-Amazon-1.3M/trn.json.gz"
+    read = [[r.uid for r in read_records(s, Tally("x"))] for s in sources]
+    assert read[0] == read[1] == read[2] == [f"B{i:09d}" for i in range(5)]
+
+
+def test_truncated_gz_is_an_error_not_a_partial_result(tmp_path):
+    blob = gzip.compress("".join(amazon_line(f"B{i}", f"Kettle {i}", LONG) + "\n" for i in range(2000)).encode())
+    path = tmp_path / "trn.json.gz"
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DataFileError, match=r"trn.json.gz is truncated or corrupt after line \d+"):
+        list(read_records(InputFile(path), Tally("x")))
+
+
+def test_missing_inputs_are_named(tmp_path):
+    with pytest.raises(DataFileError, match="trn.json not found in"):
+        find_input(tmp_path, "trn.json")
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as zf:
+        zf.writestr("README.txt", "nothing here")
+    with pytest.raises(DataFileError, match="trn.json not found"):
+        find_input(tmp_path, "trn.json")
+
+
+# ---------------------------------------------------------------- the preprocess run
+
+def train_and_test_files(tmp_path: Path) -> tuple[InputFile, InputFile]:
+    train = [amazon_line(f"B{i:09d}", f"Acme Kettle Model {i}", f"Model {i}. " + LONG) for i in range(40)]
+    train += [
+        amazon_line("C000000001", "", ""),                      # empty title and content
+        amazon_line("C000000002", "Lonely Title", ""),          # empty content
+        amazon_line("C000000003", "Short Content", "VHS Tape"),  # too short
+        amazon_line("B000000000", "Acme Kettle Model 0", "Model 0. " + LONG),  # exact duplicate line
+        amazon_line("C000000004", "Acme Kettle Model 1", "Shorter text for a repeated title, still long."),
+        amazon_line("C000000005", "Acme Kettle Model 2", "Model 2, a much longer description. " + LONG * 2),
+        "{broken",
+    ]
+    test = [amazon_line(f"T{i:09d}", f"Zeta Lamp {i}", f"Lamp {i}. " + LONG) for i in range(12)]
+    test += [amazon_line("T000000099", "Acme Kettle Model 3", "Seen in train. " + LONG)]
+    return (InputFile(write_lines(tmp_path / "raw" / "trn.json", train)),
+            InputFile(write_lines(tmp_path / "raw" / "tst.json", test)))
+
+
+def test_preprocess_counts_every_drop(tmp_path, offline_config):
+    train, test = train_and_test_files(tmp_path)
+    config = offline_config.replace(train_samples=0, val_samples=0, test_samples=0, val_fraction=0.2)
+    result = preprocess_files(train, test, config, tmp_path / "out")
+    files = result.summary["files"]
+    assert files["train"]["lines"] == 47
+    assert files["train"]["drops"] == {"empty_title_and_content": 1, "empty_content": 1, "short_content": 1,
+                                       "duplicate_record": 1, "duplicate_title": 2, "malformed_json": 1}
+    assert files["test"]["drops"] == {"title_in_train": 1}
+    written = result.summary["written"]
+    assert written["train"] + written["val"] == 40 and written["test"] == 12
+    assert files["train"]["lines"] == files["train"]["kept"] + files["train"]["dropped"]
+    rows = load_split(result.paths["train"]) + load_split(result.paths["val"])
+    by_title = {r["input"]: r["output"] for r in rows}
+    assert by_title["Acme Kettle Model 2"].startswith("Model 2, a much longer")  # longest content wins
+    assert by_title["Acme Kettle Model 1"].startswith("Model 1. A sturdy")
+    assert set(rows[0]) == {"uid", "instruction", "input", "output"}
+
+
+def test_splits_are_deterministic_and_disjoint(tmp_path, offline_config):
+    train, test = train_and_test_files(tmp_path)
+    config = offline_config.replace(train_samples=0, val_samples=0, test_samples=0, val_fraction=0.3)
+    first = preprocess_files(train, test, config, tmp_path / "a")
+    second = preprocess_files(train, test, config.replace(seed=99), tmp_path / "b")
+    uids = {name: {split: {r["uid"] for r in load_split(res.paths[split])} for split in ("train", "val")}
+            for name, res in (("a", first), ("b", second))}
+    assert uids["a"] == uids["b"]  # a new seed never moves a record between train and val
+    assert not uids["a"]["train"] & uids["a"]["val"]
+    assert all(split_of(uid, 0.3) == "val" for uid in uids["a"]["val"])
+
+
+def test_sampling_is_seeded_and_stable(tmp_path, offline_config):
+    train, test = train_and_test_files(tmp_path)
+    config = offline_config.replace(train_samples=10, val_samples=0, test_samples=4, val_fraction=0.0)
+    a = load_split(preprocess_files(train, test, config, tmp_path / "a").paths["train"])
+    b = load_split(preprocess_files(train, test, config, tmp_path / "b").paths["train"])
+    c = load_split(preprocess_files(train, test, config.replace(seed=1), tmp_path / "c").paths["train"])
+    assert a == b and len(a) == 10
+    assert {r["uid"] for r in a} != {r["uid"] for r in c}
+
+
+def test_finished_outputs_are_reused_only_for_the_same_settings(tmp_path, offline_config):
+    train, test = train_and_test_files(tmp_path)
+    config = offline_config.replace(test_samples=3)
+    assert not preprocess_files(train, test, config, tmp_path / "o").reused
+    assert preprocess_files(train, test, config, tmp_path / "o").reused
+    changed = preprocess_files(train, test, config.replace(test_samples=4), tmp_path / "o")
+    assert not changed.reused and changed.summary["written"]["test"] == 4
+
+
+def test_token_limit_drops_are_counted(tmp_path, offline_config):
+    train, test = train_and_test_files(tmp_path)
+    config = offline_config.replace(train_samples=0, val_samples=0, test_samples=0, max_content_tokens=5)
+    result = preprocess_files(train, test, config, tmp_path / "o", count_tokens=lambda text: len(text.split()))
+    assert result.summary["written"] == {"train": 0, "val": 0, "test": 0}
+    assert result.summary["files"]["test"]["drops"]["too_many_tokens"] == 12
+
+
+def test_summary_has_lengths_and_speed(tmp_path, offline_config):
+    train, test = train_and_test_files(tmp_path)
+    summary = preprocess_files(train, test, offline_config, tmp_path / "o").summary
+    assert summary["lengths"]["train"]["content_chars"]["p50"] > 40
+    assert summary["lines_per_second"] > 0
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["key"] == summary["key"]
+
+
+def test_preprocess_on_synthetic_default(offline_config):
+    config = offline_config.replace(synthetic_train_records=400, synthetic_test_records=100, train_samples=100,
+                                    val_samples=10, test_samples=10)
+    result = preprocess(config)
+    assert result.summary["synthetic"] is True
+    assert result.summary["written"] == {"train": 100, "val": 10, "test": 10}
+    assert all(r["uid"].startswith("SYN") for r in load_split(result.paths["train"]))
+
+
+def test_a_write_killed_half_way_leaves_the_old_file(tmp_path):
+    target = tmp_path / "train.jsonl"
+    target.write_text("old complete content\n")
+    script = (
+        "import os, signal, sys\n"
+        "from titlegen_lib.storage import atomic_open\n"
+        f"with atomic_open({str(target)!r}) as f:\n"
+        "    f.write('half of the new'); f.flush()\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent.parent)
+    assert proc.returncode == -9
+    assert target.read_text() == "old complete content\n"
+
+
+def test_parallel_cleaning_matches_serial(tmp_path, offline_config, monkeypatch):
+    import titlegen_lib.data as data
+
+    train, test = train_and_test_files(tmp_path)
+    config = offline_config.replace(train_samples=0, val_samples=0, test_samples=0)
+    serial = preprocess_files(train, test, config, tmp_path / "serial", workers=1)
+    monkeypatch.setattr(data, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(data, "BLOCK_BYTES", 1000)  # many small blocks, several in flight
+    parallel = preprocess_files(train, test, config, tmp_path / "parallel", workers=2, force=True)
+    for split in ("train", "val", "test"):
+        assert load_split(serial.paths[split]) == load_split(parallel.paths[split])
+    assert serial.summary["files"] == parallel.summary["files"]
+
+
+def test_lines_split_across_blocks_keep_their_numbers(tmp_path, monkeypatch):
+    import titlegen_lib.data as data
+
+    monkeypatch.setattr(data, "BLOCK_BYTES", 7)
+    path = write_lines(tmp_path / "x.json", [b"first line", b"", b"third\r", b"fourth"])
+    assert list(data.iter_lines(InputFile(path))) == [(1, b"first line"), (2, b""), (3, b"third"), (4, b"fourth")]
