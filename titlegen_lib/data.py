@@ -218,6 +218,8 @@ def iter_blocks(source: InputFile) -> Iterator[tuple[int, bytes]]:
     line_no, tail = 1, b""
     try:
         while block := stream.read(BLOCK_BYTES):
+            if line_no == 1 and not tail:
+                _check_file_start(block, source)
             block = tail + block
             cut = block.rfind(b"\n") + 1
             block, tail = block[:cut], block[cut:]
@@ -232,6 +234,20 @@ def iter_blocks(source: InputFile) -> Iterator[tuple[int, bytes]]:
     finally:
         for handle in closers:
             handle.close()
+
+
+_UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+
+
+def _check_file_start(block: bytes, source: InputFile) -> None:
+    """Refuse, with a clear message, files that are not UTF-8 JSON lines at all."""
+    if block.startswith(_UTF16_32_BOMS) or block[:2].count(b"\x00"):
+        raise DataFileError(f"{source.label} is UTF-16/UTF-32 encoded; AmazonTitles files are UTF-8 JSON lines. "
+                            f"Convert it, e.g. `iconv -f UTF-16 -t UTF-8 in.json > out.json`")
+    start = block.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if start.startswith(b"[") and not start.startswith(b'["') or start.startswith(b"[{"):
+        raise DataFileError(f"{source.label}, line 1: the file is one JSON array, not JSON lines (one object "
+                            "per line); convert it, e.g. `jq -c '.[]' in.json > out.json`")
 
 
 def split_lines(block: bytes) -> list[bytes]:
@@ -518,6 +534,16 @@ class _Sample:
         return [rec for _, _, rec in sorted(self.heap, key=lambda it: (-it[0], it[1]))]
 
 
+def _require_records(tally: Tally, kept: int) -> None:
+    """An input that yields no record at all is an error that says why, not an empty success."""
+    if tally.lines == 0:
+        raise DataFileError(f"{tally.label} is empty")
+    if kept == 0:
+        first = f"; first problem: {tally.problems[0]}" if tally.problems else ""
+        reasons = ", ".join(f"{n} {r}" for r, n in tally.drops.most_common())
+        raise DataFileError(f"{tally.label}: no usable record in {tally.lines} lines ({reasons}){first}")
+
+
 def _oversample(limit: int, count_tokens: Callable[[str], int] | None) -> int:
     """Keep extra candidates when a token limit may drop some of the first `limit`."""
     if not limit or count_tokens is None:
@@ -641,6 +667,7 @@ def preprocess_files(
                 continue
             samples[split_of(uid, config.val_fraction)].add(RawRecord(uid, title, content))
     pass1.unlink()
+    _require_records(train_tally, sum(sample.count for sample in samples.values()))
 
     # The test file: same cleaning, and no title that the model was trained on.
     test_sample = _Sample(_oversample(config.test_samples, count_tokens), config.seed)
@@ -648,6 +675,7 @@ def preprocess_files(
                              workers=workers):
         test_sample.add(rec)
     del titles
+    _require_records(test_tally, test_sample.count)
 
     candidates = {"train": samples["train"], "val": samples["val"], "test": test_sample}
     limits = {"train": config.train_samples, "val": config.val_samples, "test": config.test_samples}
