@@ -2,9 +2,10 @@
 
 - "unsloth": a CUDA GPU and `unsloth` importable. FastLanguageModel, 4-bit by default.
 - "transformers": a CUDA GPU without Unsloth. transformers + PEFT, 4-bit through bitsandbytes.
-- "cpu": no GPU. transformers + PEFT in float32. Unsloth 2026.10.9 has a CPU fallback, but it
-  needs the unsloth package (not installable on a CPU machine beside a CPU torch: it pins xformers
-  and triton builds for CUDA) and offers no speed-up there, so the CPU backend never imports it.
+- "cpu": no GPU. transformers + PEFT in float32. Unsloth 2026.10.9 has a CPU fallback (FastCPUModel),
+  but it runs stock transformers/PEFT/TRL underneath; its one fix that matters on a CPU, replacing TRL's
+  Triton-only loss, is `train.sft_trainer_class`. Installing unsloth would also pull xformers and
+  triton builds made for CUDA. So the CPU backend never imports unsloth.
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ def training_precision(backend: str) -> dict[str, bool]:
         return {"bf16": False, "fp16": False}
     import torch
 
-    bf16 = torch.cuda.is_bf16_supported()
+    # including_emulation=False: a T4 "supports" bf16 only by emulation, which is slow; it gets fp16.
+    bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
     return {"bf16": bf16, "fp16": not bf16}
 
 
@@ -171,7 +173,8 @@ def cache_root() -> Path:
 
 def _dequantised_copy(spec: ModelSpec) -> Path:
     """Dequantise a bundled GGUF once into float safetensors; later loads take seconds, not half a minute."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     target = cache_root() / spec.name
     if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
@@ -180,15 +183,10 @@ def _dequantised_copy(spec: ModelSpec) -> Path:
     _say_once(f"Dequantising {spec.gguf_file} to float weights in {target} (once).")
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=spec.gguf_file)
     _fix_special_tokens(tokenizer, spec)
-    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=spec.gguf_file)
-    # The GGUF-loaded model is marked quantised and refuses save_pretrained; copy its float weights
-    # into a plain model of the same config.
-    model_config = gguf_model.config
-    model_config.quantization_config = None
-    del model_config.quantization_config
-    model = AutoModelForCausalLM.from_config(model_config)
-    model.load_state_dict(gguf_model.state_dict())
-    del gguf_model
+    # dequantize=True gives a plain float model; without it transformers marks the model as GGUF-quantised,
+    # which can neither be trained nor saved.
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=spec.gguf_file, dtype=torch.float32,
+                                                 quantization_config=GgufConfig(dequantize=True))
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.config.eos_token_id = tokenizer.eos_token_id
@@ -361,7 +359,7 @@ def environment_report() -> dict[str, Any]:
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         report.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                      bf16=torch.cuda.is_bf16_supported())
+                      bf16=torch.cuda.is_bf16_supported(including_emulation=False))
     else:
         report.update(gpu=None, cpu_threads=torch.get_num_threads())
     return report
