@@ -252,7 +252,7 @@ def test_summary_has_lengths_and_speed(tmp_path, offline_config):
 
 def test_preprocess_on_synthetic_default(offline_config):
     config = offline_config.replace(synthetic_train_records=400, synthetic_test_records=100, train_samples=100,
-                                    val_samples=10, test_samples=10)
+                                    val_samples=10, test_samples=10, val_fraction=0.2)
     result = preprocess(config)
     assert result.summary["synthetic"] is True
     assert result.summary["written"] == {"train": 100, "val": 10, "test": 10}
