@@ -26,7 +26,7 @@ CHILD = """
 import json, sys, time
 from titlegen_lib import Config
 from titlegen_lib.data import InputFile, preprocess_files
-config = Config.from_dict(preset="offline", train_samples=int(sys.argv[3]), val_samples=2000, test_samples=1000)
+config = Config.from_dict(train_samples=int(sys.argv[3]), val_samples=2000, test_samples=1000)  # Colab defaults
 started = time.perf_counter()
 result = preprocess_files(InputFile(sys.argv[1]), InputFile(sys.argv[2]), config, sys.argv[4], force=True)
 print(json.dumps({"seconds": time.perf_counter() - started, "summary": result.summary}))

@@ -294,3 +294,13 @@ def test_lines_split_across_blocks_keep_their_numbers(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "BLOCK_BYTES", 7)
     path = write_lines(tmp_path / "x.json", [b"first line", b"", b"third\r", b"fourth"])
     assert list(data.iter_lines(InputFile(path))) == [(1, b"first line"), (2, b""), (3, b"third"), (4, b"fourth")]
+
+
+def test_label_lists_are_skipped_but_a_cut_line_is_still_malformed(tmp_path):
+    tricky = '{"uid":"B1","title":"Odd Kettle","content":"Text with ,\\"target_ind\\":[1] inside.","target_ind":[1],"target_rel":[1.0]}'
+    cut = '{"uid":"B2","title":"Cut Kettle","content":"' + LONG + '","target_ind":[1,2],"target_rel":[1.0,'
+    path = write_lines(tmp_path / "x.json", [tricky, cut])
+    tally = Tally("x")
+    records = list(read_records(InputFile(path), tally))
+    assert [r.content for r in records] == ['Text with ,"target_ind":[1] inside.']
+    assert dict(tally.drops) == {"malformed_json": 1}

@@ -299,6 +299,11 @@ def _finish(trainer: Any, loaded: LoadedModel, config: Config, splits: Tokenized
     result = TrainResult(adapter_dir, config.run_dir / "run.json", trainer.state.global_step,
                          train_losses[-1] if train_losses else None, eval_losses[-1],
                          eval_losses[0], seconds, history, resumed_from=str(resume_from) if resume_from else None)
+    if trainer.args.world_size > 1:
+        # Under `accelerate launch`, each rank records its view; the ranks must agree (see tests/test_ddp.py).
+        write_json(config.run_dir / f"rank-{trainer.args.process_index}.json",
+                   {"steps": result.steps, "eval_loss": result.eval_loss,
+                    "lora_checksum": lora_checksum(trainer.model), "world_size": trainer.args.world_size})
     if not trainer.is_world_process_zero():
         return result
     trainer.model.save_pretrained(str(adapter_dir))
@@ -324,6 +329,11 @@ def _finish(trainer: Any, loaded: LoadedModel, config: Config, splits: Tokenized
         "wall_seconds": round(seconds, 1), "resumed_from": result.resumed_from,
     })
     return result
+
+
+def lora_checksum(model: Any) -> float:
+    """Sum of all trainable weights in float64: equal on every rank when DDP kept them in sync."""
+    return float(sum(p.detach().double().sum() for p in model.parameters() if p.requires_grad))
 
 
 def export_merged(loaded: LoadedModel, model: Any, out_dir: Path) -> Path:
