@@ -23,7 +23,9 @@ def test_two_cpu_processes_train_in_step(tmp_path):
                 "-p", "test_samples=4", "-p", "max_steps=3", "-p", "eval_steps=3", "-p", "save_steps=3",
                 "-p", "per_device_train_batch_size=4", "-p", "max_seq_length=160", "-p", "logging_steps=1"]
     preprocess(Config.from_cli(settings))
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    # accelerate's --cpu flag always starts one process; --multi_gpu on a machine without a GPU starts
+    # torch.distributed with the gloo backend (DistributedType.MULTI_CPU).
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                 "-m", "titlegen_lib", "train", *settings, "-p", "report_to=none"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

@@ -99,7 +99,7 @@ def packing_supported(loaded: LoadedModel) -> bool:
 
 
 def sft_config(config: Config, backend: str, packing: bool, batch_size: int, grad_accum: int,
-               progress: bool = True) -> Any:
+               progress: bool = True, eval_on_start: bool = False) -> Any:
     """The TRL SFTConfig for this run (every value explicit; TRL's defaults changed across releases)."""
     from trl import SFTConfig
 
@@ -118,6 +118,9 @@ def sft_config(config: Config, backend: str, packing: bool, batch_size: int, gra
         logging_steps=config.logging_steps,
         eval_strategy="steps",
         eval_steps=config.eval_steps,
+        # The step-0 eval loss, where the loss curve starts. Evaluating before train() instead would mark the
+        # model as prepared by accelerate and stop it from being wrapped in DDP under `accelerate launch`.
+        eval_on_start=eval_on_start,
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
@@ -224,13 +227,13 @@ def sft_trainer_class() -> type:
 
 
 def build_trainer(loaded: LoadedModel, config: Config, splits: TokenizedSplits, batch_size: int,
-                  grad_accum: int, progress: bool = True) -> Any:
+                  grad_accum: int, progress: bool = True, eval_on_start: bool = False) -> Any:
     """An SFTTrainer over pre-tokenized examples (TRL builds labels from completion_mask)."""
     packing = config.packing and packing_supported(loaded)
     if config.packing and not packing:
         print("[titlegen] packing is off: this backend has no padding-free attention (needs Unsloth or "
               "flash-attention); examples are padded per batch instead")
-    args = sft_config(config, loaded.backend, packing, batch_size, grad_accum, progress)
+    args = sft_config(config, loaded.backend, packing, batch_size, grad_accum, progress, eval_on_start)
     return sft_trainer_class()(model=loaded.model, args=args, train_dataset=splits.train, eval_dataset=splits.val,
                                  processing_class=loaded.tokenizer, callbacks=[CheckpointCompleteCallback()])
 
@@ -244,7 +247,10 @@ def _is_oom(exc: BaseException) -> bool:
 def train(config: Config, loaded: LoadedModel | None = None, progress: bool = True) -> TrainResult:
     """Fine-tune LoRA adapters on the prepared splits, resuming from the last complete checkpoint."""
     started = time.perf_counter()
+    from transformers import set_seed
+
     loaded = loaded or load_model(config)
+    set_seed(config.seed)  # the same LoRA initialisation on every run and on every DDP rank
     loaded = attach_lora(loaded, config)
     prepare_for_training(loaded)
     splits = build_datasets(config, loaded.tokenizer)
@@ -262,12 +268,8 @@ def train(config: Config, loaded: LoadedModel | None = None, progress: bool = Tr
     write_json(key_file, {"key": key})
     batch, accum = config.per_device_train_batch_size, config.gradient_accumulation_steps
     while True:
-        trainer = build_trainer(loaded, config, splits, batch, accum, progress)
+        trainer = build_trainer(loaded, config, splits, batch, accum, progress, eval_on_start=resume_from is None)
         try:
-            if resume_from is None:
-                # The step-0 eval loss, where the loss curve starts; kept in a file because Trainer.train
-                # starts a fresh log history (and a resumed run reads it back).
-                write_json(config.run_dir / "initial_eval.json", {"step": 0, **trainer.evaluate()})
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             break
         except RuntimeError as exc:
@@ -290,15 +292,15 @@ def _finish(trainer: Any, loaded: LoadedModel, config: Config, splits: Tokenized
     evals = [h for h in trainer.state.log_history if "eval_loss" in h]
     if not evals or evals[-1]["step"] != trainer.state.global_step:
         trainer.evaluate()
-    initial = config.run_dir / "initial_eval.json"
-    history = ([read_json(initial)] if initial.is_file() else []) + list(trainer.state.log_history)
+    history = list(trainer.state.log_history)
     train_losses = [h["loss"] for h in history if "loss" in h]
     eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
     adapter_dir = config.adapter_dir
     seconds = time.perf_counter() - started
+    initial = [h["eval_loss"] for h in history if "eval_loss" in h and h.get("step") == 0]
     result = TrainResult(adapter_dir, config.run_dir / "run.json", trainer.state.global_step,
                          train_losses[-1] if train_losses else None, eval_losses[-1],
-                         eval_losses[0], seconds, history, resumed_from=str(resume_from) if resume_from else None)
+                         initial[0] if initial else None, seconds, history, resumed_from=str(resume_from) if resume_from else None)
     if trainer.args.world_size > 1:
         # Under `accelerate launch`, each rank records its view; the ranks must agree (see tests/test_ddp.py).
         write_json(config.run_dir / f"rank-{trainer.args.process_index}.json",
