@@ -167,6 +167,26 @@ class LoadedModel:
     adapter: str | None = None
 
 
+def hub_token(ask: bool = False) -> str | None:
+    """A Hugging Face token from the environment (HF_TOKEN) or Colab's secrets panel; with `ask`, getpass.
+
+    The token is passed to the hub calls and never written to a config, a run log or a notebook.
+    """
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if not token:
+        try:
+            from google.colab import userdata  # type: ignore[import-not-found]
+
+            token = userdata.get("HF_TOKEN")
+        except Exception:  # not on Colab, or the secret is not shared with this notebook
+            token = None
+    if not token and ask:
+        import getpass
+
+        token = getpass.getpass("Hugging Face token (input hidden; leave empty for public models): ") or None
+    return token
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("TITLEGEN_CACHE", Path.home() / ".cache" / "titlegen"))
 
@@ -225,7 +245,8 @@ def load_tokenizer(config: Config) -> Any:
     from transformers import AutoTokenizer
 
     spec = resolve_model(config.model_name)
-    tokenizer = AutoTokenizer.from_pretrained(model_source(spec), trust_remote_code=config.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(model_source(spec), trust_remote_code=config.trust_remote_code,
+                                              token=hub_token())
     _fix_special_tokens(tokenizer, spec)
     return tokenizer
 
@@ -256,8 +277,9 @@ def load_model(config: Config, adapter_dir: str | Path | None = None) -> LoadedM
 def _load_transformers(config: Config, source: str, backend: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    # safetensors only: a pickled checkpoint from an untrusted path could run code when loaded.
     kwargs: dict[str, Any] = {"dtype": model_dtype(backend), "trust_remote_code": config.trust_remote_code,
-                              "use_safetensors": None if backend != "cpu" else True}
+                              "use_safetensors": True, "token": hub_token()}
     if backend == "transformers":
         kwargs["device_map"] = {"": 0}
         if config.load_in_4bit:
@@ -268,7 +290,8 @@ def _load_transformers(config: Config, source: str, backend: str) -> tuple[Any, 
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=model_dtype(backend))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code,
+                                                  token=kwargs["token"])
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:
         raise ModelNotAvailable(f"model_name {config.model_name!r}: cannot load {source} ({exc}); "
@@ -285,6 +308,7 @@ def _load_unsloth(config: Config, source: str, adapter_dir: str | Path | None) -
         dtype=None,  # Unsloth picks bf16 or fp16 from the GPU
         load_in_4bit=config.load_in_4bit,
         trust_remote_code=config.trust_remote_code,
+        token=hub_token(),
     )
     return model, tokenizer
 
