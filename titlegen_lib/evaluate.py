@@ -195,8 +195,10 @@ class SystemRun:
     cached: bool = False
 
 
-def run_system(config: Config, system: str, progress: bool = True) -> SystemRun:
-    """Predictions for the test sample, from the cache when the same settings produced them before."""
+def run_system(config: Config, system: str, progress: bool = True, loaded: Any = None) -> SystemRun:
+    """Predictions for the test sample, from the cache when the same settings produced them before.
+
+    `loaded`: an already loaded base model to reuse for the "base" system (the notebook has one)."""
     if system not in SYSTEMS:
         raise ValueError(f"unknown system {system!r}; choose from {SYSTEMS}")
     rows = _test_rows(config)
@@ -214,7 +216,8 @@ def run_system(config: Config, system: str, progress: bool = True) -> SystemRun:
         from titlegen_lib.generate import generate_descriptions
         from titlegen_lib.models import load_model
 
-        loaded = load_model(config, config.adapter_dir if system == "finetuned" else None)
+        if system == "finetuned" or loaded is None:
+            loaded = load_model(config, config.adapter_dir if system == "finetuned" else None)
         generations = generate_descriptions(loaded, [r["input"] for r in rows], config, progress=progress)
         outputs = [(g.text, g.stopped_at_eos) for g in generations]
         perplexity = reference_perplexity(loaded, rows, config)
@@ -314,12 +317,15 @@ def _format(mean: float, low: float, high: float) -> str:
     return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def run_comparison(config: Config, systems: Sequence[str] = SYSTEMS, progress: bool = True) -> Comparison:
-    """Predict (or reuse), score and compare the systems; write predictions, metrics, table and figures."""
+def run_comparison(config: Config, systems: Sequence[str] = SYSTEMS, progress: bool = True,
+                   loaded: Any = None) -> Comparison:
+    """Predict (or reuse), score and compare the systems; write predictions, metrics, table and figures.
+
+    `loaded`: an already loaded base model, reused for the "base" system."""
     import pandas as pd
     import sacrebleu
 
-    runs = {s: run_system(config, s, progress) for s in systems}
+    runs = {s: run_system(config, s, progress, loaded if s == "base" else None) for s in systems}
     per_system = {s: score(run.predictions, config) for s, run in runs.items()}
     metrics: dict[str, Any] = {"systems": {}, "n_examples": len(next(iter(runs.values())).predictions),
                                "bootstrap_samples": config.bootstrap_samples, "seed": config.seed}
@@ -362,9 +368,9 @@ def run_comparison(config: Config, systems: Sequence[str] = SYSTEMS, progress: b
     return comparison
 
 
-def baseline_report(config: Config, progress: bool = True) -> Comparison:
+def baseline_report(config: Config, progress: bool = True, loaded: Any = None) -> Comparison:
     """The "before" picture for notebook 02: the base model and the two non-neural baselines."""
-    return run_comparison(config, ("echo", "retrieval", "base"), progress)
+    return run_comparison(config, ("echo", "retrieval", "base"), progress, loaded)
 
 
 def _write_outputs(comparison: Comparison, runs: dict[str, SystemRun], config: Config) -> None:

@@ -1,0 +1,222 @@
+"""The notebook series: committed notebooks are clean and built by the script; papermill runs them all on the
+offline default; the runner selects notebooks and stops at the first failure; the demo widget works headless."""
+
+from __future__ import annotations
+
+import html
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+
+from titlegen_lib import Config, ConfigError
+from titlegen_lib.__main__ import main as cli_main
+from titlegen_lib.runner import (
+    NOTEBOOK_DIR,
+    NOTEBOOKS,
+    NotebookFailed,
+    notebook_config,
+    run_series,
+    select_notebooks,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+
+# The whole series in a few minutes on 2 CPU cores: a few training steps, a handful of test titles.
+SMALL = dict(preset="offline", synthetic_train_records=300, synthetic_test_records=40, train_samples=48,
+             val_samples=8, test_samples=4, max_steps=4, save_steps=2, eval_steps=2, logging_steps=1,
+             per_device_train_batch_size=4, max_seq_length=160, max_new_tokens=24, gen_batch_size=4,
+             bootstrap_samples=50)
+
+
+def _outputs(notebook: Path) -> list[dict]:
+    return [o for cell in nbformat.read(notebook, as_version=4).cells if cell.cell_type == "code"
+            for o in cell.outputs]
+
+
+# ---------------------------------------------------------------- committed notebooks
+
+def test_the_series_is_committed_in_order():
+    assert [p.stem for p in COMMITTED] == list(NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.stem)
+def test_committed_notebook_has_no_outputs_and_a_parameters_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] for c in code), f"{path.name} has outputs: clear them or rebuild the notebooks"
+    assert all(c.execution_count is None for c in code), f"{path.name} has execution counts"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+    assert "#@param" in tagged[0].source  # a Colab form
+    assert f"colab.research.google.com/github/titlegen-project/titlegen/blob/main/notebooks/{path.name}" in \
+        nb.cells[0].source
+
+
+def test_committed_notebooks_are_what_the_build_script_writes(tmp_path):
+    subprocess.run([sys.executable, str(NOTEBOOK_DIR / "build_notebooks.py"), "--out", str(tmp_path)], check=True)
+    for path in COMMITTED:
+        assert (tmp_path / path.name).read_text() == path.read_text(), \
+            f"{path.name} differs from notebooks/build_notebooks.py: run `python notebooks/build_notebooks.py`"
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.stem)
+def test_every_parameter_is_a_config_setting(path):
+    fields = set(Config().to_dict())
+    declared = set(pm.inspect_notebook(str(path)))
+    assert {"preset", "config_file", "run_name", "raw_dir", "work_dir", "output_dir"} <= declared
+    assert declared - {"config_file"} <= fields
+
+
+# ---------------------------------------------------------------- parameters and selection
+
+def test_notebook_config_treats_empty_as_not_set(tmp_path):
+    settings = tmp_path / "run.yaml"
+    settings.write_text("preset: offline\nmax_steps: 7\nrun_name: from-file\n")
+    config = notebook_config(str(settings), preset="offline", run_name="", raw_dir="", work_dir=str(tmp_path),
+                             output_dir=None, max_steps=None, learning_rate=5e-4)
+    assert (config.max_steps, config.run_name, config.learning_rate) == (7, "from-file", 5e-4)
+    assert config.work_dir == str(tmp_path) and config.output_dir == "outputs"
+    assert notebook_config(None, preset="offline", max_steps=3).max_steps == 3
+    with pytest.raises(ConfigError, match="not Config settings"):
+        notebook_config("", preset="offline", steps=3)
+
+
+def test_select_notebooks_by_number_name_or_start():
+    assert select_notebooks(["03"]) == ["03_finetune"]
+    assert select_notebooks(["1,finetune", "05_try_it.ipynb"]) == ["01_preprocess", "03_finetune", "05_try_it"]
+    assert select_notebooks(start="02") == ["02_baseline", "03_finetune", "04_compare", "05_try_it"]
+    assert select_notebooks() == list(NOTEBOOKS)
+    with pytest.raises(ConfigError, match="07.*00_setup"):
+        select_notebooks(["07"])
+    with pytest.raises(ConfigError, match="either"):
+        select_notebooks(["03"], start="02")
+
+
+def test_cli_runs_only_the_chosen_notebook(tmp_path, capsys):
+    assert cli_main(["run", "--preset", "offline", "--only", "00", "--output-dir", str(tmp_path / "out"),
+                     "--work-dir", str(tmp_path / "work"), "--no-progress"]) == 0
+    executed = list((tmp_path / "out" / "runs").glob("*/*.ipynb"))
+    assert [p.name for p in executed] == ["00_setup.ipynb"]
+    texts = [str(o.get("data", {}).get("text/plain", "")) for o in _outputs(executed[0])]
+    assert "'cpu'" in texts  # the backend the offline preset chose
+    assert "done" in capsys.readouterr().out
+
+
+def test_runner_stops_at_the_first_failing_notebook_and_names_it(tmp_path, capsys):
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    argv = ["run", "--preset", "offline", "--from", "01", "-p", f"raw_dir={empty}",
+            "--output-dir", str(tmp_path / "out"), "--work-dir", str(tmp_path / "work"), "--no-progress"]
+    assert cli_main(argv) == 1
+    error = capsys.readouterr().err
+    assert "notebook 01_preprocess failed in cell" in error
+    assert "preprocess(config)" in error and "trn.json" in error  # the cell and the error
+    assert "later notebooks were not run" in error
+    folder = next((tmp_path / "out" / "runs").iterdir())
+    assert sorted(p.name for p in folder.glob("*.ipynb")) == ["01_preprocess.ipynb"]
+
+
+def test_cli_reports_a_bad_setting_before_running_anything(tmp_path, capsys):
+    assert cli_main(["run", "-p", "max_steps=many", "--output-dir", str(tmp_path)]) == 1
+    assert "max_steps must be an integer" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------- the whole series, once
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    """The six notebooks run by the runner on the offline default (small sizes), in a temporary folder."""
+    base = tmp_path_factory.mktemp("series")
+    config = Config.from_dict(SMALL, work_dir=str(base / "work"), output_dir=str(base / "out"))
+    return run_series(config, progress=False)
+
+
+def test_series_runs_every_notebook_without_errors(series):
+    assert list(series.executed) == list(NOTEBOOKS)
+    for name, path in series.executed.items():
+        errors = [o for o in _outputs(path) if o.output_type == "error"]
+        assert not errors, f"{name}: {errors}"
+        nb = nbformat.read(path, as_version=4)
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected and "config_file" in injected[0].source
+
+
+def test_preprocess_notebook_wrote_splits_and_showed_them(series):
+    data = series.config.data_dir
+    summary = json.loads((data / "summary.json").read_text())
+    assert summary["synthetic"] is True
+    for split in ("train", "val", "test"):
+        assert summary["written"][split] == sum(1 for _ in (data / f"{split}.jsonl").open())
+    assert summary["written"]["test"] == SMALL["test_samples"]
+    kinds = {kind for o in _outputs(series.executed["01_preprocess"]) for kind in o.get("data", {})}
+    assert "image/png" in kinds  # the length histograms
+    assert "text/html" in kinds  # the drop table and the sample records
+
+
+def test_finetune_notebook_saved_an_adapter_and_showed_the_masked_example(series):
+    config = series.config
+    assert (config.adapter_dir / "adapter_config.json").is_file()
+    assert (config.adapter_dir / "adapter_model.safetensors").is_file()
+    run = json.loads((config.run_dir / "run.json").read_text())
+    assert run["steps"] == SMALL["max_steps"]
+    shown = "".join(str(o.get("data", {}).get("text/html", "")) for o in _outputs(series.executed["03_finetune"]))
+    assert "color:#9e9e9e" in shown and "&lt;|im_end|&gt;" in shown  # the greyed prompt and the visible EOS
+    assert "data:image/png;base64," in shown  # the loss curve
+
+
+def test_compare_notebook_wrote_metrics_and_the_report(series):
+    eval_dir = series.config.eval_dir
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    assert set(metrics) >= {"echo", "retrieval", "base", "finetuned"} or \
+        {"echo", "retrieval", "base", "finetuned"} <= set(json.dumps(metrics).replace('"', " ").split())
+    reports = list(Path(series.config.output_dir).rglob("*.html"))
+    assert reports and "<html" in reports[0].read_text().lower()
+
+
+def test_try_it_notebook_generated_with_both_models(series):
+    results = [o["data"]["text/plain"] for o in _outputs(series.executed["05_try_it"])
+               if o.output_type == "execute_result" and "'finetuned'" in o["data"].get("text/plain", "")]
+    assert results, "the demo cell printed no result"
+    assert "No fine-tuned adapter" not in results[-1]
+
+
+# ---------------------------------------------------------------- the demo widget
+
+def test_demo_streams_base_and_finetuned_side_by_side(series, offline_model):
+    import ipywidgets
+
+    from titlegen_lib.demo import build_demo
+
+    demo = build_demo(series.config, base=offline_model)
+    assert isinstance(demo.widget, ipywidgets.Box)
+    demo.title.value = "Stainless Steel Insulated Water Bottle, 32 oz"
+    demo.max_new_tokens.value = 24
+    demo.language.value = "en"
+    demo.button.click()
+    assert demo.error is None
+    assert demo.base_text.strip() and demo.finetuned_text.strip()
+    assert "No fine-tuned adapter" not in demo.finetuned_text
+    assert html.escape(demo.finetuned_text) in demo.finetuned_area.value  # the text shown is the text read
+    assert not demo.button.disabled
+
+
+def test_demo_without_an_adapter_says_so(tmp_path, offline_model):
+    from titlegen_lib.demo import build_demo
+
+    config = Config.from_dict(preset="offline", work_dir=str(tmp_path), run_name="never-trained")
+    demo = build_demo(config, base=offline_model)
+    assert "No fine-tuned adapter" in demo.finetuned_text and "03_finetune" in demo.finetuned_text
+    demo.title.value = "Wireless Over-Ear Headphones"
+    demo.max_new_tokens.value = 16
+    demo.button.click()
+    assert demo.base_text.strip()
+    assert "No fine-tuned adapter" in demo.finetuned_text
+    assert "No fine-tuned adapter" in demo.finetuned_area.value
