@@ -15,6 +15,7 @@ import pytest
 
 from titlegen_lib import Config, ConfigError
 from titlegen_lib.__main__ import main as cli_main
+from titlegen_lib.evaluate import SYSTEMS
 from titlegen_lib.runner import (
     NOTEBOOK_DIR,
     NOTEBOOKS,
@@ -134,9 +135,30 @@ def test_cli_reports_a_bad_setting_before_running_anything(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def series(tmp_path_factory):
     """The six notebooks run by the runner on the offline default (small sizes), in a temporary folder."""
+    import os
+
     base = tmp_path_factory.mktemp("series")
     config = Config.from_dict(SMALL, work_dir=str(base / "work"), output_dir=str(base / "out"))
-    return run_series(config, progress=False)
+    previous = os.environ.get("HF_TOKEN")
+    os.environ["HF_TOKEN"] = HUB_TOKEN  # a user's token in the environment must end up in no output
+    try:
+        return run_series(config, progress=False)
+    finally:
+        if previous is None:
+            os.environ.pop("HF_TOKEN")
+        else:
+            os.environ["HF_TOKEN"] = previous
+
+
+HUB_TOKEN = "hf_titlegenTestSentinel0123456789"
+
+
+def test_no_output_of_the_series_contains_the_hub_token(series):
+    base = next(iter(series.executed.values())).parents[3]  # <base>/out/runs/<time>/NN.ipynb
+    files = [path for path in base.rglob("*") if path.is_file()]
+    assert any(path.name == "run.json" for path in files) and any(path.suffix == ".ipynb" for path in files)
+    leaked = [str(path) for path in files if HUB_TOKEN.encode() in path.read_bytes()]
+    assert not leaked
 
 
 def test_series_runs_every_notebook_without_errors(series):
@@ -175,10 +197,14 @@ def test_finetune_notebook_saved_an_adapter_and_showed_the_masked_example(series
 def test_compare_notebook_wrote_metrics_and_the_report(series):
     eval_dir = series.config.eval_dir
     metrics = json.loads((eval_dir / "metrics.json").read_text())
-    assert set(metrics) >= {"echo", "retrieval", "base", "finetuned"} or \
-        {"echo", "retrieval", "base", "finetuned"} <= set(json.dumps(metrics).replace('"', " ").split())
-    reports = list(Path(series.config.output_dir).rglob("*.html"))
-    assert reports and "<html" in reports[0].read_text().lower()
+    assert set(metrics["systems"]) == set(SYSTEMS)  # 04 overwrote 02's baseline-only metrics
+    assert metrics["n_examples"] == SMALL["test_samples"]
+    assert {"mean", "low", "high"} <= set(metrics["systems"]["finetuned"]["rougeL"])
+    assert "rougeL" in metrics["finetuned_minus_base"]
+    report = (eval_dir / "report.html").read_text()
+    assert "<html" in report.lower() and "finetuned" in report
+    outputs = _outputs(series.executed["04_compare"])
+    assert any("report.html" in str(o.get("data", {}).get("text/html", "")) for o in outputs)  # the link
 
 
 def test_try_it_notebook_generated_with_both_models(series):
