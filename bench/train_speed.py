@@ -57,13 +57,25 @@ CONFIGS: dict[str, Bench] = {
     "seed": Bench(SEED, "seed notebook: Unsloth 4-bit, batch 4, padded, dropout 0.1, offloaded checkpointing",
                   checkpointing="unsloth"),
     "hf_seed": Bench({**SEED, **HF}, "transformers+PEFT+bitsandbytes 4-bit at the seed's settings"),
-    "hf_best": Bench({**HF, "load_in_4bit": False, "per_device_train_batch_size": 32, "packing": False,
+    "hf_best": Bench({**HF, "load_in_4bit": False, "per_device_train_batch_size": 64, "packing": False,
                       "lora_dropout": 0.0, "gradient_checkpointing": False},
-                     "transformers+PEFT, bf16 base, batch 32 padded (SDPA), no checkpointing"),
+                     "transformers+PEFT, bf16 base, batch 64 padded by length (SDPA), no checkpointing"),
+    "hf_b128": Bench({**HF, "load_in_4bit": False, "per_device_train_batch_size": 128, "packing": False,
+                      "lora_dropout": 0.0, "gradient_checkpointing": False},
+                     "transformers+PEFT, bf16 base, batch 128 padded by length, no checkpointing"),
+    "hf_b32": Bench({**HF, "load_in_4bit": False, "per_device_train_batch_size": 32, "packing": False,
+                     "lora_dropout": 0.0, "gradient_checkpointing": False},
+                    "transformers+PEFT, bf16 base, batch 32 padded by length, no checkpointing"),
     "t4": Bench({"preset": "colab-t4", "backend": "unsloth"},
                 f"project default: colab-t4 preset, capped at {T4_CAP_GIB:g} GiB", cap_gib=T4_CAP_GIB),
-    "large": Bench({"preset": "large-gpu", "backend": "unsloth"}, "project default: large-gpu preset", profile=True),
+    "large": Bench({"preset": "large-gpu", "backend": "unsloth"}, "project default: large-gpu preset",
+                   profile=True),
     # --- one lever at a time ---
+    "t4_packed_b16": Bench({"preset": "colab-t4", "backend": "unsloth", "packing": True,
+                            "per_device_train_batch_size": 16}, "previous colab-t4 preset: packing, batch 16",
+                           cap_gib=T4_CAP_GIB, checkpointing="unsloth"),
+    "large_packed_b32": Bench({"preset": "large-gpu", "backend": "unsloth", "packing": True,
+                               "per_device_train_batch_size": 32}, "previous large-gpu preset: packing, batch 32"),
     "seed_d0": Bench({**SEED, "lora_dropout": 0.0}, "seed with lora_dropout 0", checkpointing="unsloth"),
     "t4_gc_std": Bench({"preset": "colab-t4", "backend": "unsloth"},
                        "colab-t4 with standard (non-offloading) checkpointing", cap_gib=T4_CAP_GIB, checkpointing=True),
@@ -84,6 +96,16 @@ CONFIGS: dict[str, Bench] = {
                        "large-gpu at batch 16"),
     "large_b64": Bench({"preset": "large-gpu", "backend": "unsloth", "per_device_train_batch_size": 64},
                        "large-gpu at batch 64"),
+    "large_nopack_b64": Bench({"preset": "large-gpu", "backend": "unsloth", "packing": False,
+                               "per_device_train_batch_size": 64}, "large-gpu, padded batches of 64"),
+    "large_nopack_b128": Bench({"preset": "large-gpu", "backend": "unsloth", "packing": False,
+                                "per_device_train_batch_size": 128}, "large-gpu, padded batches of 128"),
+    "t4_nopack": Bench({"preset": "colab-t4", "backend": "unsloth", "packing": False},
+                       "colab-t4 with padded batches", cap_gib=T4_CAP_GIB),
+    "t4_nopack_gc_std": Bench({"preset": "colab-t4", "backend": "unsloth", "packing": False},
+                              "colab-t4, padded, standard checkpointing", cap_gib=T4_CAP_GIB, checkpointing=True),
+    "t4_nopack_16bit": Bench({"preset": "colab-t4", "backend": "unsloth", "packing": False, "load_in_4bit": False},
+                             "colab-t4, padded, 16-bit base", cap_gib=T4_CAP_GIB),
     "hf_4bit_b32": Bench({**HF, "load_in_4bit": True, "per_device_train_batch_size": 32, "packing": False,
                           "lora_dropout": 0.0, "gradient_checkpointing": False},
                          "transformers+PEFT, 4-bit base, batch 32 padded, no checkpointing"),
@@ -156,9 +178,9 @@ def run_configuration(name: str, model_dir: str, work: str, warmup: int, steps: 
             torch.cuda.set_per_process_memory_fraction(min(1.0, bench.cap_gib / total))
         torch.cuda.reset_peak_memory_stats()
     if bench.checkpointing is not None and hasattr(models, "unsloth_checkpointing"):
-        models.unsloth_checkpointing = lambda config, _mode=bench.checkpointing: (  # noqa: E731
+        models.unsloth_checkpointing = lambda config, model=None, _mode=bench.checkpointing: (  # noqa: E731
             _mode if config.gradient_checkpointing else False)
-    profile_steps = 3 if bench.profile and cuda else 0
+    profile_steps = 2 if bench.profile and cuda else 0
     config = Config.from_dict({**values, "model_name": model_dir, "work_dir": work, "run_name": f"bench-{name}",
                                "max_steps": warmup + steps * 4 + profile_steps + 1, "eval_steps": 10**6,
                                "save_steps": 10**6, "logging_steps": 10**6, "resume": False,

@@ -161,7 +161,7 @@ BASELINE_NB = notebook(
          "from titlegen_lib.evaluate import baseline_report\n\nbaseline = baseline_report(config, loaded=base)\n"
          "baseline.table"),
         ("## Examples\n\nTitles, references and what each system wrote.",
-         "baseline.per_example.head(5)"),
+         "from titlegen_lib.views import side_by_side\n\nside_by_side(baseline, n=3)"),
         ("## All numbers\n\nAlso saved as `metrics.json` under the evaluation folder.",
          "baseline.metrics"),
         ("Next: `03_finetune`.", ""),
@@ -206,7 +206,8 @@ COMPARE_NB = notebook(
          "from titlegen_lib.evaluate import run_comparison\n\ncomparison = run_comparison(config)\n"
          "comparison.table"),
         ("## Figures", "from titlegen_lib.views import show_figures\n\nshow_figures(comparison.figures)"),
-        ("## Examples\n\nThe same titles across systems.", "comparison.per_example.head(5)"),
+        ("## Examples\n\nThe same titles across systems; `comparison.per_example` has every metric per example.",
+         "from titlegen_lib.views import side_by_side\n\nside_by_side(comparison, n=3)"),
         ("## Report\n\nOne self-contained HTML file, saved beside `metrics.json`.",
          "from titlegen_lib.report import write_report\n\nreport = write_report(comparison, config)"),
         ("", "from titlegen_lib.views import report_link\n\nreport_link(report)"),

@@ -95,12 +95,17 @@ class Config:
     merge_16bit: bool = False
     # --- generation ---
     max_new_tokens: int = 160
-    gen_batch_size: int = 16
+    gen_batch_size: int = 64  # titles a batch: 49x the one-at-a-time loop on an H100 (bench/RESULTS.md)
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 0.9
+    # The repetition guard for the demo and `generate`; the comparison leaves it off (eval_repetition_guard).
     repetition_penalty: float = 1.1
     no_repeat_ngram_size: int = 4
     # --- evaluation ---
+    # False: every model in the comparison decodes greedily with no repetition penalty and no n-gram
+    # block, so the metrics measure what the model learned (the guard hides the base model's loops).
+    # True: with the two settings above, as the demo decodes.
+    eval_repetition_guard: bool = False
     bootstrap_samples: int = 1000
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -212,14 +217,21 @@ class Config:
 
 # Values a preset changes; everything else keeps the dataclass default.
 PRESETS: dict[str, dict[str, Any]] = {
-    # Free Colab T4 (15 GB, no bf16): 4-bit TinyLlama, packing to 1024, checkpointing on.
-    "colab-t4": {},
-    # A GPU with memory to spare (A100/H100): 16-bit base, bigger batches, no gradient checkpointing.
+    # Free Colab T4 (15 GB, no bf16): 4-bit TinyLlama, checkpointing on, padded batches of 64 grouped by
+    # length. Without flash-attention varlen kernels (T4; torch < 2.12) Unsloth runs packed batches one
+    # document at a time, slower than padding (bench/RESULTS.md).
+    "colab-t4": {
+        "packing": False,
+        "per_device_train_batch_size": 64,
+    },
+    # A GPU with memory to spare (A100/H100): 16-bit base, padded batches of 128, no gradient checkpointing
+    # (about 45 GiB; a 40 GB card falls back to 64 x 2 through the out-of-memory backoff).
     "large-gpu": {
         "load_in_4bit": False,
-        "per_device_train_batch_size": 32,
+        "packing": False,
+        "per_device_train_batch_size": 128,
         "gradient_checkpointing": False,
-        "gen_batch_size": 64,
+        "gen_batch_size": 256,
     },
     # Offline CPU default: the bundled SmolLM2-135M, synthetic data, small sizes (minutes on 2 cores).
     "offline": {

@@ -313,6 +313,34 @@ def _load_unsloth(config: Config, source: str, adapter_dir: str | Path | None) -
     return model, tokenizer
 
 
+def unsloth_checkpointing(config: Config, model: Any = None) -> str | bool:
+    """Unsloth's `use_gradient_checkpointing`: True (standard) when the layer inputs it keeps fit in half the
+    GPU, else "unsloth", which also offloads them to CPU memory: 11% slower where memory is plentiful
+    (H100, colab-t4 settings at batch 16, bench/RESULTS.md)."""
+    if not config.gradient_checkpointing:
+        return False
+    shape = getattr(model, "config", None)
+    hidden, layers = getattr(shape, "hidden_size", None), getattr(shape, "num_hidden_layers", None)
+    if not (hidden and layers and cuda_available()):
+        return "unsloth"
+    import torch
+
+    kept = config.per_device_train_batch_size * config.max_seq_length * hidden * layers * 2  # 16-bit layer inputs
+    return True if kept < torch.cuda.get_device_properties(0).total_memory / 2 else "unsloth"
+
+
+def recommended_preset() -> str:
+    """The preset for this machine: "large-gpu" on a bf16 GPU of 40 GB or more (A100/H100), "colab-t4"
+    on a smaller GPU, "offline" without one. Measured on an H100 in bench/RESULTS.md."""
+    if not cuda_available():
+        return "offline"
+    import torch
+
+    memory_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+    bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    return "large-gpu" if memory_gib >= 39 and bf16 else "colab-t4"
+
+
 def attach_lora(loaded: LoadedModel, config: Config) -> LoadedModel:
     """Add trainable LoRA adapters with the config's r, alpha, dropout and target modules."""
     if loaded.backend == "unsloth":
@@ -321,8 +349,7 @@ def attach_lora(loaded: LoadedModel, config: Config) -> LoadedModel:
         model = FastLanguageModel.get_peft_model(
             loaded.model, r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
             target_modules=list(config.lora_target_modules), bias=config.lora_bias,
-            # "unsloth" offloads activations to CPU to save memory; off when memory is plentiful.
-            use_gradient_checkpointing="unsloth" if config.gradient_checkpointing else False,
+            use_gradient_checkpointing=unsloth_checkpointing(config, loaded.model),
             random_state=config.seed, max_seq_length=config.max_seq_length)
     else:
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -386,4 +413,5 @@ def environment_report() -> dict[str, Any]:
                       bf16=torch.cuda.is_bf16_supported(including_emulation=False))
     else:
         report.update(gpu=None, cpu_threads=torch.get_num_threads())
+    report["recommended_preset"] = recommended_preset()
     return report

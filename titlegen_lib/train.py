@@ -23,6 +23,7 @@ from titlegen_lib.models import (
     environment_report,
     load_model,
     prepare_for_training,
+    recommended_preset,
     training_precision,
 )
 from titlegen_lib.prompts import PromptTemplate, choose_template, tokenize_example
@@ -130,6 +131,9 @@ def sft_config(config: Config, backend: str, packing: bool, batch_size: int, gra
         max_length=config.max_seq_length,
         packing=packing,
         padding_free=config.padding_free and packing,
+        # Padded batches group examples of similar length (padding 1-5% instead of 25-50%, bench/RESULTS.md);
+        # the CPU backend keeps plain random order.
+        train_sampling_strategy="group_by_length" if not packing and backend != "cpu" else "random",
         completion_only_loss=True,  # labels are -100 wherever completion_mask is 0 (the prompt)
         # Unsloth sets up its own checkpointing in get_peft_model; elsewhere the Trainer does it.
         gradient_checkpointing=config.gradient_checkpointing and backend != "unsloth",
@@ -249,6 +253,10 @@ def train(config: Config, loaded: LoadedModel | None = None, progress: bool = Tr
     started = time.perf_counter()
     from transformers import set_seed
 
+    suggested = recommended_preset()
+    if suggested != config.preset and suggested != "offline":
+        print(f"[titlegen] preset {config.preset!r} in use; this GPU suits preset={suggested!r} "
+              "(models.recommended_preset, from its memory; bench/RESULTS.md)")
     loaded = loaded or load_model(config)
     set_seed(config.seed)  # the same LoRA initialisation on every run and on every DDP rank
     loaded = attach_lora(loaded, config)

@@ -119,3 +119,17 @@ def report_link(path: str | Path) -> Any:
         href = path.as_uri()
     return _html(f'<p>Report: <a href="{html.escape(href)}" target="_blank">{html.escape(path.name)}</a> '
                  f'(<code>{html.escape(str(path))}</code>)</p>')
+
+
+def side_by_side(comparison: Any, n: int = 3) -> Any:
+    """The first `n` test titles with the reference and every system's output next to each other, in full."""
+    frame = comparison.per_example
+    systems = list(dict.fromkeys(frame["system"]))
+    style = 'style="text-align:left;vertical-align:top;white-space:pre-wrap"'
+    header = "".join(f"<th {style}>{html.escape(h)}</th>" for h in ["title", "reference", *systems])
+    rows = []
+    for uid in list(dict.fromkeys(frame["uid"]))[:n]:
+        part = frame[frame["uid"] == uid].set_index("system")
+        texts = [part.iloc[0]["title"], part.iloc[0]["reference"], *(part.loc[s, "output"] for s in systems)]
+        rows.append("<tr>" + "".join(f"<td {style}>{html.escape(str(t))}</td>" for t in texts) + "</tr>")
+    return _html(f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
