@@ -247,7 +247,7 @@ def run_configuration(name: str, model_dir: str, work: str, warmup: int, steps: 
         "batch": config.per_device_train_batch_size, "packing": bool(trainer.args.packing),
         "padding_free": bool(getattr(trainer.args, "padding_free", False)),
         "load_in_4bit": config.load_in_4bit, "gradient_checkpointing": config.gradient_checkpointing,
-        "checkpointing_mode": str(models.unsloth_checkpointing(config)) if loaded.backend == "unsloth"
+        "checkpointing_mode": str(models.unsloth_checkpointing(config, loaded.model)) if loaded.backend == "unsloth"
         and hasattr(models, "unsloth_checkpointing") else str(config.gradient_checkpointing),
         "lora_dropout": config.lora_dropout, "optim": optimizer_name(config, loaded.backend),
         "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",

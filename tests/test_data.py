@@ -27,6 +27,7 @@ from titlegen_lib.data import (
     preprocess,
     preprocess_files,
     read_records,
+    sample_key,
     split_of,
 )
 
@@ -225,6 +226,25 @@ def test_sampling_is_seeded_and_stable(tmp_path, offline_config):
     assert {r["uid"] for r in a} != {r["uid"] for r in c}
 
 
+def test_a_sample_is_the_first_clean_records_by_sample_key(tmp_path, offline_config):
+    train, test = train_and_test_files(tmp_path)
+    config = offline_config.replace(train_samples=0, val_samples=0, test_samples=0, val_fraction=0.0)
+    every = load_split(preprocess_files(train, test, config, tmp_path / "all").paths["train"])
+    some = load_split(preprocess_files(train, test, config.replace(train_samples=7), tmp_path / "some").paths["train"])
+    assert some == sorted(every, key=lambda r: sample_key(r["uid"], config.seed))[:7]  # in sampling order
+    assert [r["uid"] for r in every] == sorted(r["uid"] for r in every)  # unsampled: file order (uids ascend)
+    for out in ("all", "some"):
+        assert not list((tmp_path / out).glob(".*"))  # no temporary file left behind
+
+
+def test_a_failed_preprocess_leaves_no_temporary_file(tmp_path, offline_config):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"uid": "A", "title": "", "content": ""}\nnot json\n')
+    with pytest.raises(DataFileError, match="no usable record"):
+        preprocess_files(InputFile(bad), InputFile(bad), offline_config, tmp_path / "out")
+    assert not list((tmp_path / "out").glob(".*")) and not list((tmp_path / "out").glob("*.jsonl"))
+
+
 def test_finished_outputs_are_reused_only_for_the_same_settings(tmp_path, offline_config):
     train, test = train_and_test_files(tmp_path)
     config = offline_config.replace(test_samples=3)
@@ -272,6 +292,16 @@ def test_a_write_killed_half_way_leaves_the_old_file(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent.parent)
     assert proc.returncode == -9
     assert target.read_text() == "old complete content\n"
+
+
+def test_an_atomic_write_gets_the_mode_a_plain_open_gives(tmp_path):
+    from titlegen_lib.storage import atomic_open
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    with atomic_open(tmp_path / "atomic.txt") as handle:
+        handle.write("x")
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
 def test_parallel_cleaning_matches_serial(tmp_path, offline_config, monkeypatch):

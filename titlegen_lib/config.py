@@ -67,7 +67,8 @@ class Config:
     # --- LoRA ---
     lora_r: int = 16
     lora_alpha: int = 16
-    # 0.0, not the seed's 0.1: Unsloth patches its fast LoRA kernels only for dropout 0 and bias "none".
+    # 0.0, not the seed's 0.1: 8% faster on the H100 (bench/RESULTS.md; Unsloth 2026.10.9 fuses dropout into
+    # its LoRA kernels, so 0.1 stays on the fast path, which still needs bias "none").
     lora_dropout: float = 0.0
     lora_bias: str = "none"
     lora_target_modules: list[str] = field(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import heapq
 import html
 import json
 import multiprocessing
@@ -306,6 +305,10 @@ def _parse_line_slowly(raw: bytes, source: InputFile, line_no: int) -> RawRecord
 
 
 def _check_fields(obj: Any, source: InputFile, line_no: int) -> RawRecord | LineProblem:
+    if type(obj) is dict:
+        uid, title, content = obj.get("uid"), obj.get("title"), obj.get("content")
+        if type(uid) is str and type(title) is str and type(content) is str:  # the usual case, checked once
+            return RawRecord(uid, title, content)
     label = source.label
     if not isinstance(obj, dict):
         return LineProblem(label, line_no, DropReason.NOT_AN_OBJECT, None,
@@ -382,9 +385,11 @@ class CleanRules:
 
 def clean_record(record: RawRecord, rules: CleanRules) -> RawRecord | DropReason:
     """A cleaned copy of the record, or the reason it must be dropped."""
-    if not record.title.strip():
-        return DropReason.EMPTY_TITLE_AND_CONTENT if not record.content.strip() else DropReason.EMPTY_TITLE
-    if not record.content.strip():
+    # `not s or s.isspace()`: the same test as `not s.strip()`, without copying a long content.
+    if not record.title or record.title.isspace():
+        return (DropReason.EMPTY_TITLE_AND_CONTENT if not record.content or record.content.isspace()
+                else DropReason.EMPTY_TITLE)
+    if not record.content or record.content.isspace():
         return DropReason.EMPTY_CONTENT
     title = clean_text(record.title)
     if not title:
@@ -424,35 +429,21 @@ def sample_key(uid: str, seed: int) -> int:
 PARALLEL_MIN_BYTES = 32 << 20  # smaller inputs are cleaned in-process: starting workers costs more
 
 
-class Cleaned(NamedTuple):
-    """A kept record: keys for deduplication, splitting and sampling, and the record as JSON bytes
-    (decoded only when written)."""
-
-    record_key: int  # title + content
-    uid_key: int
-    title_key: int  # case-folded title
-    split_key: int  # stable across runs and seeds
-    sample_key: int  # stable for a seed
-    content_len: int
-    payload: bytes  # orjson [uid, title, content]
-
-
 @dataclass
 class BlockResult:
-    """What cleaning one block of lines gave, in columns (arrays pickle ~10x faster than tuples, which
-    matters when workers send back a million records): keys, payloads, drop counts, the first problems."""
+    """What cleaning one block of lines gave, in columns (a few arrays and one bytes object pickle far
+    faster than a million small objects): per kept record its keys and its JSON line, drop counts, the
+    first problems."""
 
     last_line: int
-    hash_keys: array  # "q": record, uid, title key per kept record
-    stable_keys: array  # "Q": split key, sample key, content length per kept record
-    payloads: list[bytes]
+    hash_keys: array  # "q": record (title + content), uid, case-folded title key per kept record
+    stable_keys: array  # "Q": split key, sample key, content length, payload line length per kept record
+    payloads: bytes  # the kept records as orjson [uid, title, content], one a line
     drops: Counter
     problems: list[LineProblem]
 
-    def kept(self) -> Iterator[Cleaned]:
-        h, k = self.hash_keys, self.stable_keys
-        for i, payload in enumerate(self.payloads):
-            yield Cleaned(h[3 * i], h[3 * i + 1], h[3 * i + 2], k[3 * i], k[3 * i + 1], k[3 * i + 2], payload)
+    def __len__(self) -> int:
+        return len(self.hash_keys) // 3
 
 
 def clean_block(first_line: int, block: bytes, source: InputFile, rules: CleanRules, seed: int,
@@ -464,7 +455,7 @@ def clean_block(first_line: int, block: bytes, source: InputFile, rules: CleanRu
     problems: list[LineProblem] = []
     seed_text = str(seed)
     for line_no, raw in enumerate(lines, start=first_line):
-        if not raw.strip():
+        if not raw or raw.isspace():
             continue
         parsed = parse_line(raw, source, line_no)
         if isinstance(parsed, LineProblem):
@@ -477,11 +468,13 @@ def clean_block(first_line: int, block: bytes, source: InputFile, rules: CleanRu
             drops[result] += 1
             continue
         uid, title, content = result
+        payload = orjson.dumps((uid, title, content))
         # In-run keys use Python's hash: consistent across the forked workers, and 10x cheaper than blake2b.
         hash_keys.extend((hash((title, content)), hash(uid), hash(title.casefold())))
-        stable_keys.extend((_key64("split", uid), _key64(seed_text, uid), len(content)))
-        payloads.append(orjson.dumps((uid, title, content)))
-    return BlockResult(first_line + len(lines) - 1, hash_keys, stable_keys, payloads, drops, problems)
+        stable_keys.extend((_key64("split", uid), _key64(seed_text, uid), len(content), len(payload) + 1))
+        payloads.append(payload)
+    joined = b"\n".join(payloads) + b"\n" if payloads else b""
+    return BlockResult(first_line + len(lines) - 1, hash_keys, stable_keys, joined, drops, problems)
 
 
 def _input_bytes(source: InputFile) -> int:
@@ -506,14 +499,91 @@ def _cleaned_blocks(source: InputFile, rules: CleanRules, seed: int, workers: in
             yield pending.popleft().get()
 
 
-def _clean_stream(source: InputFile, rules: CleanRules, config: Config, tally: Tally, workers: int,
-                  seen_titles: dict[int, tuple[int, int]] | None = None,
-                  banned_titles: dict[int, Any] | None = None) -> Iterator[Cleaned]:
-    """Clean one file's records and drop exact duplicates (same title and content) and repeated uids.
+class _Kept:
+    """One file's records that survived cleaning and deduplication: their JSON lines in a temporary file
+    (file order; a full 1.9 GB train file never sits in memory) and, in memory, a few numbers each."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.handle: IO[bytes] | None = open(path, "wb", buffering=WRITE_BUFFER)
+        self.offsets = array("Q", [0])  # byte offset of record i's line; one more entry than records
+        self.split_keys, self.sample_keys = array("Q"), array("Q")
+
+    @property
+    def count(self) -> int:
+        return len(self.split_keys)
+
+    def add(self, block: BlockResult, keep: list[int]) -> None:
+        """Append the block's records at positions `keep` (ascending)."""
+        if not keep or self.handle is None:
+            return
+        stable = block.stable_keys
+        lengths = stable[3::4]
+        end = self.offsets[-1]
+        if len(keep) == len(block):  # the usual case: nothing in the block was a duplicate
+            self.handle.write(block.payloads)
+            self.split_keys.extend(stable[0::4])
+            self.sample_keys.extend(stable[1::4])
+            for length in lengths:
+                end += length
+                self.offsets.append(end)
+            return
+        starts = [0]
+        for length in lengths:
+            starts.append(starts[-1] + length)
+        for i in keep:
+            self.handle.write(block.payloads[starts[i]:starts[i + 1]])
+            self.split_keys.append(stable[4 * i])
+            self.sample_keys.append(stable[4 * i + 1])
+            end += lengths[i]
+            self.offsets.append(end)
+
+    def finish(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+    def choose(self, candidates: np.ndarray, limit: int) -> np.ndarray:
+        """Which candidates to write and in what order: all in file order (limit 0), or the `limit` with
+        the smallest sample key, in sample-key order (a seeded sample that stays the same on a rerun)."""
+        if not limit:
+            return candidates
+        keys = np.frombuffer(self.sample_keys, dtype=np.uint64)[candidates]
+        if len(candidates) > limit:
+            first = np.argpartition(keys, limit - 1)[:limit]
+            candidates, keys = candidates[first], keys[first]
+        return candidates[np.lexsort((candidates, keys))]
+
+    def records(self, indices: np.ndarray) -> Iterator[RawRecord]:
+        """The records at `indices`, in that order."""
+        self.finish()
+        offsets = np.frombuffer(self.offsets, dtype=np.uint64)
+        with open(self.path, "rb", buffering=WRITE_BUFFER) as handle:
+            if len(indices) > 1 and bool(np.all(indices[1:] > indices[:-1])):  # file order: one sequential read
+                wanted = np.zeros(self.count, dtype=bool)
+                wanted[indices] = True
+                for want, line in zip(wanted.tolist(), handle):
+                    if want:
+                        yield RawRecord(*orjson.loads(line))
+                return
+            fd = handle.fileno()
+            for i in indices.tolist():
+                start, end = int(offsets[i]), int(offsets[i + 1])
+                yield RawRecord(*orjson.loads(os.pread(fd, end - start, start)))
+
+    def remove(self) -> None:
+        self.finish()
+        self.path.unlink(missing_ok=True)
+
+
+def _collect(source: InputFile, rules: CleanRules, config: Config, tally: Tally, workers: int, kept: _Kept,
+             seen_titles: dict[int, tuple[int, int]] | None = None,
+             banned_titles: dict[int, Any] | None = None) -> None:
+    """Clean one file into `kept`, dropping exact duplicates (same title and content) and repeated uids.
 
     Drops and malformed lines are counted in `tally` (strict mode raises at the first malformed line).
-    `seen_titles` collects title -> (longest content length, uid key) for the duplicate-title pass;
-    titles in `banned_titles` (the train titles, for the test file) are dropped.
+    `seen_titles` collects title key -> (longest content length, index in `kept`) for the duplicate-title
+    step; titles in `banned_titles` (the train titles, for the test file) are dropped.
     """
     seen_records: set[int] = set()
     seen_uids: set[int] = set()
@@ -524,54 +594,26 @@ def _clean_stream(source: InputFile, rules: CleanRules, config: Config, tally: T
             tally.drops[reason.value] += count
         tally.problems.extend(block.problems[: max(0, tally.max_problems - len(tally.problems))])
         tally.lines = block.last_line
-        for record in block.kept():
-            if record.record_key in seen_records:
+        h, k = block.hash_keys, block.stable_keys
+        keep: list[int] = []
+        index = kept.count
+        for i, (record_key, uid_key, title_key, length) in enumerate(zip(h[0::3], h[1::3], h[2::3], k[2::4])):
+            if record_key in seen_records:
                 tally.drop(DropReason.DUPLICATE_RECORD)
-            elif record.uid_key in seen_uids:
+            elif uid_key in seen_uids:
                 tally.drop(DropReason.DUPLICATE_UID)
-            elif banned_titles is not None and record.title_key in banned_titles:
+            elif banned_titles is not None and title_key in banned_titles:
                 tally.drop(DropReason.TITLE_IN_TRAIN)
             else:
-                seen_records.add(record.record_key)
-                seen_uids.add(record.uid_key)
+                seen_records.add(record_key)
+                seen_uids.add(uid_key)
                 if seen_titles is not None:
-                    best = seen_titles.get(record.title_key)
-                    if best is None or record.content_len > best[0]:
-                        seen_titles[record.title_key] = (record.content_len, record.uid_key)
-                yield record
-
-
-class _Selection:
-    """One split's candidates: the first `limit` by sample key in a bounded heap, or, with limit 0,
-    every record streamed to a temporary file (a full 1.9 GB train file never sits in memory)."""
-
-    def __init__(self, limit: int, spill: Path):
-        self.limit, self.spill, self.count = limit, spill, 0
-        self.heap: list[tuple[int, int, bytes]] = []
-        self.handle = None if limit else open(spill, "wb", buffering=WRITE_BUFFER)
-
-    def add(self, sample_key: int, payload: bytes) -> None:
-        self.count += 1
-        if self.handle is not None:
-            self.handle.write(payload + b"\n")
-        elif len(self.heap) < self.limit:
-            heapq.heappush(self.heap, (-sample_key, self.count, payload))
-        elif -sample_key > self.heap[0][0]:
-            heapq.heapreplace(self.heap, (-sample_key, self.count, payload))
-
-    def records(self) -> Iterator[RawRecord]:
-        """The candidates in sampling order (file order when every record is kept)."""
-        if self.handle is None:
-            for _, _, payload in sorted(self.heap, key=lambda item: (-item[0], item[1])):
-                yield RawRecord(*orjson.loads(payload))
-            return
-        self.handle.close()
-        try:
-            with open(self.spill, "rb") as handle:
-                for line in handle:
-                    yield RawRecord(*orjson.loads(line))
-        finally:
-            self.spill.unlink(missing_ok=True)
+                    best = seen_titles.get(title_key)
+                    if best is None or length > best[0]:
+                        seen_titles[title_key] = (length, index + len(keep))
+                keep.append(i)
+        kept.add(block, keep)
+    kept.finish()
 
 
 def _require_records(tally: Tally, kept: int) -> None:
@@ -689,44 +731,46 @@ def preprocess_files(
     rules = CleanRules.from_config(config)
     train_tally, test_tally = Tally(train_source.label), Tally(test_source.label)
 
-    # Pass 1: clean the train file to a temporary file, learning the longest content for each title.
+    # Clean the train file, learning the longest content for each title, then the test file (no title
+    # the model was trained on). Kept records wait in temporary files; only their keys stay in memory.
     titles: dict[int, tuple[int, int]] = {}
-    pass1 = out_dir / ".train_pass1.tmp"
-    with atomic_open(pass1, "wb", buffering=WRITE_BUFFER) as handle:
-        for rec in _clean_stream(train_source, rules, config, train_tally, workers, seen_titles=titles):
-            handle.write(b"%d %d %d %d " % (rec.title_key, rec.uid_key, rec.split_key, rec.sample_key)
-                         + rec.payload + b"\n")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_kept, test_kept = _Kept(out_dir / ".train.kept.tmp"), _Kept(out_dir / ".test.kept.tmp")
+    try:
+        _collect(train_source, rules, config, train_tally, workers, train_kept, seen_titles=titles)
+        # One record per title (the longest content), split by uid, sample.
+        if config.dedup_titles:
+            in_train = np.zeros(train_kept.count, dtype=bool)
+            in_train[np.fromiter((index for _, index in titles.values()), dtype=np.int64, count=len(titles))] = True
+            if duplicates := int(train_kept.count - in_train.sum()):
+                train_tally.drops[DropReason.DUPLICATE_TITLE.value] += duplicates
+        else:
+            in_train = np.ones(train_kept.count, dtype=bool)
+        is_val = np.frombuffer(train_kept.split_keys, dtype=np.uint64) < np.uint64(int(config.val_fraction * 2**64))
+        candidates = {"train": np.flatnonzero(in_train & ~is_val), "val": np.flatnonzero(in_train & is_val)}
+        _require_records(train_tally, len(candidates["train"]) + len(candidates["val"]))
 
-    # Pass 2: keep one record per title (the longest content), split by uid, sample.
-    limits = {"train": config.train_samples, "val": config.val_samples, "test": config.test_samples}
-    selections = {split: _Selection(_oversample(limits[split], count_tokens), out_dir / f".{split}.spill.tmp")
-                  for split in SPLITS}
-    val_below = int(config.val_fraction * 2**64)
-    with open(pass1, "rb", buffering=WRITE_BUFFER) as handle:
-        for line in handle:
-            tkey, ukey, split_key, sample_key, payload = line.rstrip(b"\n").split(b" ", 4)
-            if config.dedup_titles and titles[int(tkey)][1] != int(ukey):
-                train_tally.drop(DropReason.DUPLICATE_TITLE)
-                continue
-            selections["val" if int(split_key) < val_below else "train"].add(int(sample_key), payload)
-    pass1.unlink()
-    _require_records(train_tally, selections["train"].count + selections["val"].count)
+        _collect(test_source, rules, config, test_tally, workers, test_kept, banned_titles=titles)
+        del titles
+        candidates["test"] = np.arange(test_kept.count)
+        _require_records(test_tally, test_kept.count)
 
-    # The test file: same cleaning, and no title that the model was trained on.
-    for rec in _clean_stream(test_source, rules, config, test_tally, workers, banned_titles=titles):
-        selections["test"].add(rec.sample_key, rec.payload)
-    del titles
-    _require_records(test_tally, selections["test"].count)
-
-    written = {split: _write_split(paths[split], selections[split].records(), limits[split],
-                                   config.max_content_tokens, count_tokens, config.language)
-               for split in SPLITS}
+        limits = {"train": config.train_samples, "val": config.val_samples, "test": config.test_samples}
+        written = {}
+        for split in SPLITS:
+            kept = test_kept if split == "test" else train_kept
+            chosen = kept.choose(candidates[split], _oversample(limits[split], count_tokens))
+            written[split] = _write_split(paths[split], kept.records(chosen), limits[split],
+                                          config.max_content_tokens, count_tokens, config.language)
+    finally:
+        train_kept.remove()
+        test_kept.remove()
     for split, result in written.items():
         if result.too_long:
             (test_tally if split == "test" else train_tally).drops[DropReason.TOO_MANY_TOKENS.value] += result.too_long
     train_tally.kept = written["train"].count + written["val"].count
     test_tally.kept = written["test"].count
-    available = {split: selections[split].count for split in SPLITS}
+    available = {split: len(candidates[split]) for split in SPLITS}
     seconds = time.perf_counter() - started
     lines = train_tally.lines + test_tally.lines
     summary = {
