@@ -106,6 +106,12 @@ CONFIGS: dict[str, Bench] = {
                               "colab-t4, padded, standard checkpointing", cap_gib=T4_CAP_GIB, checkpointing=True),
     "t4_nopack_16bit": Bench({"preset": "colab-t4", "backend": "unsloth", "packing": False, "load_in_4bit": False},
                              "colab-t4, padded, 16-bit base", cap_gib=T4_CAP_GIB),
+    "hf_best_compile": Bench({**HF, "load_in_4bit": False, "per_device_train_batch_size": 64, "packing": False,
+                              "lora_dropout": 0.0, "gradient_checkpointing": False},
+                             "hf_best with torch.compile (Trainer's torch_compile=True)",
+                             extra={"torch_compile": True}),
+    "large_compile": Bench({"preset": "large-gpu", "backend": "unsloth"}, "large-gpu preset with torch.compile",
+                           extra={"torch_compile": True}),
     "hf_4bit_b32": Bench({**HF, "load_in_4bit": True, "per_device_train_batch_size": 32, "packing": False,
                           "lora_dropout": 0.0, "gradient_checkpointing": False},
                          "transformers+PEFT, 4-bit base, batch 32 padded, no checkpointing"),
@@ -180,6 +186,11 @@ def run_configuration(name: str, model_dir: str, work: str, warmup: int, steps: 
     if bench.checkpointing is not None and hasattr(models, "unsloth_checkpointing"):
         models.unsloth_checkpointing = lambda config, model=None, _mode=bench.checkpointing: (  # noqa: E731
             _mode if config.gradient_checkpointing else False)
+    if bench.extra:  # SFTConfig settings the Config does not have (sft_config imports trl.SFTConfig when called)
+        import trl
+
+        sft_config_class = trl.SFTConfig
+        trl.SFTConfig = lambda *args, **kwargs: sft_config_class(*args, **{**kwargs, **bench.extra})
     profile_steps = 2 if bench.profile and cuda else 0
     config = Config.from_dict({**values, "model_name": model_dir, "work_dir": work, "run_name": f"bench-{name}",
                                "max_steps": warmup + steps * 4 + profile_steps + 1, "eval_steps": 10**6,
@@ -244,6 +255,7 @@ def run_configuration(name: str, model_dir: str, work: str, warmup: int, steps: 
     measured = state.get("measured", len(ends) - 1)
     result: dict[str, Any] = {
         "name": name, "description": bench.description, "backend": loaded.backend,
+        "torch_compile": bool(getattr(trainer.args, "torch_compile", False)),
         "batch": config.per_device_train_batch_size, "packing": bool(trainer.args.packing),
         "padding_free": bool(getattr(trainer.args, "padding_free", False)),
         "load_in_4bit": config.load_in_4bit, "gradient_checkpointing": config.gradient_checkpointing,
