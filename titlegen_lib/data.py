@@ -18,6 +18,7 @@ import zipfile
 import zlib
 from array import array
 from collections import Counter, deque
+from itertools import accumulate
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -518,24 +519,19 @@ class _Kept:
         if not keep or self.handle is None:
             return
         stable = block.stable_keys
-        lengths = stable[3::4]
+        starts = list(accumulate(stable[3::4], initial=0))  # where each record's line starts in the block
         end = self.offsets[-1]
         if len(keep) == len(block):  # the usual case: nothing in the block was a duplicate
             self.handle.write(block.payloads)
             self.split_keys.extend(stable[0::4])
             self.sample_keys.extend(stable[1::4])
-            for length in lengths:
-                end += length
-                self.offsets.append(end)
+            self.offsets.extend(end + start for start in starts[1:])
             return
-        starts = [0]
-        for length in lengths:
-            starts.append(starts[-1] + length)
         for i in keep:
             self.handle.write(block.payloads[starts[i]:starts[i + 1]])
             self.split_keys.append(stable[4 * i])
             self.sample_keys.append(stable[4 * i + 1])
-            end += lengths[i]
+            end += starts[i + 1] - starts[i]
             self.offsets.append(end)
 
     def finish(self) -> None:
@@ -613,7 +609,6 @@ def _collect(source: InputFile, rules: CleanRules, config: Config, tally: Tally,
                         seen_titles[title_key] = (length, index + len(keep))
                 keep.append(i)
         kept.add(block, keep)
-    kept.finish()
 
 
 def _require_records(tally: Tally, kept: int) -> None:
@@ -793,6 +788,14 @@ def preprocess_files(
     }
     write_json(summary_path, summary)
     return PreprocessResult(paths, summary)
+
+
+def prepared_split(config: Config, split: str) -> Path:
+    """The path of a split that preprocessing wrote, or an error saying which step to run first."""
+    path = config.data_dir / f"{split}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the preprocess step (notebook 01) first")
+    return path
 
 
 def load_split(path: str | Path) -> list[dict[str, str]]:

@@ -22,7 +22,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from titlegen_lib.config import Config
-from titlegen_lib.data import load_split
+from titlegen_lib.data import load_split, prepared_split
 from titlegen_lib.generate import DecodingSettings, generate_descriptions
 from titlegen_lib.models import LoadedModel, load_model
 from titlegen_lib.prompts import PromptTemplate, choose_template, render_prompt, tokenize_example, user_message
@@ -347,16 +347,9 @@ def reference_nll(loaded: LoadedModel, titles: Sequence[str], references: Sequen
 
 # ---------------------------------------------------------------- the systems
 
-def _prepared_split(config: Config, split: str) -> Path:
-    path = config.data_dir / f"{split}.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the preprocess step (notebook 01) first")
-    return path
-
-
 def load_test_sample(config: Config) -> list[dict[str, str]]:
     """The fixed, seeded test sample that preprocessing wrote."""
-    path = _prepared_split(config, "test")
+    path = prepared_split(config, "test")
     rows = load_split(path)
     if not rows:
         raise ValueError(f"{path} has no records: check test_samples and the preprocess summary")
@@ -413,9 +406,9 @@ def cache_key_parts(config: Config, system: str) -> dict[str, Any]:
     """Everything that decides a system's predictions: the test file, and for models the model, its
     loading, the prompt, the decoding settings and (fine-tuned) the adapter's content."""
     parts: dict[str, Any] = {"version": CACHE_VERSION, "system": system,
-                             "test": file_sha256(_prepared_split(config, "test"))}
+                             "test": file_sha256(prepared_split(config, "test"))}
     if system == "retrieval":
-        parts["train"] = file_sha256(_prepared_split(config, "train"))
+        parts["train"] = file_sha256(prepared_split(config, "train"))
     if system in MODEL_SYSTEMS:
         parts.update(model=config.model_name, backend=config.backend, load_in_4bit=config.load_in_4bit,
                      max_seq_length=config.max_seq_length, prompt=prompt_fingerprint(config),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import math
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,7 +20,6 @@ from titlegen_lib.evaluate import (
     LOWER_IS_BETTER,
     METRICS,
     Comparison,
-    evaluation_decoding,
     format_interval,
 )
 from titlegen_lib.storage import atomic_open
@@ -127,7 +125,7 @@ def _settings(comparison: Comparison, config: Config) -> dict[str, Any]:
     chosen = ("run_name", "model_name", "language", "prompt_format", "test_samples", "bootstrap_samples", "seed",
               "embedding_model", "adapter_dir", "eval_repetition_guard")
     values = {k: getattr(config, k) for k in chosen}
-    values.update(asdict(evaluation_decoding(config)))  # what the models decoded with
+    values.update(comparison.metrics["settings"]["decoding"])  # what the models decoded with
     values["test_file"] = comparison.metrics.get("test_file")
     values["predictions from cache"] = ", ".join(f"{s}: {'yes' if v.get('cached') else 'no'}"
                                                  for s, v in comparison.metrics["systems"].items())

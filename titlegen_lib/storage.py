@@ -6,13 +6,9 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import IO, Any, Iterator
-
-
-_UMASK = os.umask(0)  # read once at import (os.umask can only be read by setting it)
-os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -21,14 +17,16 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     """Write to a temporary file beside `path` and rename it over `path` only when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A fresh name, created exclusively, with the mode a plain open() gives (0666 less the umask; mkstemp
+    # would make it 0600).
+    tmp_name = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     binary = "b" in mode
     try:
         with os.fdopen(fd, mode, buffering=buffering, encoding=None if binary else encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file a plain open()'s mode
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

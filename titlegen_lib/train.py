@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from titlegen_lib.config import Config
-from titlegen_lib.data import load_split
+from titlegen_lib.data import load_split, prepared_split
 from titlegen_lib.models import (
     LoadedModel,
     attach_lora,
@@ -65,9 +65,7 @@ def build_datasets(config: Config, tokenizer: Any) -> TokenizedSplits:
     template = choose_template(tokenizer, config.language, config.prompt_format)
     splits, too_long = {}, {}
     for split in ("train", "val"):
-        path = config.data_dir / f"{split}.jsonl"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: run the preprocess step (notebook 01) first")
+        path = prepared_split(config, split)
         examples, too_long[split] = tokenize_split(load_split(path), tokenizer, template, config.max_seq_length)
         if not examples:
             raise ValueError(f"{path}: no example fits max_seq_length={config.max_seq_length}")

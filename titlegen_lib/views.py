@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from titlegen_lib.config import Config
-from titlegen_lib.data import PreprocessResult, load_split
+from titlegen_lib.data import PreprocessResult, load_split, prepared_split
 from titlegen_lib.prompts import choose_template, tokenize_example
 from titlegen_lib.runner import NOTEBOOK_DIR
 
@@ -30,10 +30,7 @@ def sample_records(config: Config, split: str = "train", n: int = 5) -> Any:
     """The first `n` rows of a prepared split (title, description, lengths), as a DataFrame."""
     import pandas as pd
 
-    path = config.data_dir / f"{split}.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the preprocess step (notebook 01) first")
-    rows = load_split(path)[:n]
+    rows = load_split(prepared_split(config, split))[:n]
     return pd.DataFrame([{"uid": r["uid"], "title": r["input"], "description": r["output"],
                           "title_chars": len(r["input"]), "description_chars": len(r["output"])} for r in rows])
 
@@ -65,9 +62,7 @@ def length_histograms(result: PreprocessResult) -> Any:
 def show_training_example(config: Config, tokenizer: Any, index: int = 0) -> Any:
     """One training example exactly as the trainer sees it: the loss-masked prompt greyed out, the
     description in full, and the final EOS token highlighted (the model learns to stop there)."""
-    path = config.data_dir / "train.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the preprocess step (notebook 01) first")
+    path = prepared_split(config, "train")
     rows = load_split(path)
     if not 0 <= index < len(rows):
         raise IndexError(f"index {index} is outside the {len(rows)} training examples in {path}")
