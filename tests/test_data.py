@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import subprocess
 import sys
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,21 @@ LONG = "A sturdy stainless steel kettle that boils water quickly and quietly. "
 ])
 def test_clean_text(raw, clean):
     assert clean_text(raw) == clean
+
+
+def test_long_blank_runs_do_not_make_the_boilerplate_rule_quadratic():
+    import signal
+
+    def hung(*_):
+        raise AssertionError("clean_text on 100,000 blanks did not finish in 20 s (it took 87 s when quadratic)")
+
+    signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        text = "Great novel." + " " * 100_000 + "-- This text refers to the Paperback edition. Fine print."
+        assert clean_text(text) == "Great novel. Fine print."
+    finally:
+        signal.alarm(0)
 
 
 def test_entities_are_unescaped_before_any_filtering():
@@ -304,18 +321,111 @@ def test_an_atomic_write_gets_the_mode_a_plain_open_gives(tmp_path):
     assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
-def test_parallel_cleaning_matches_serial(tmp_path, offline_config, monkeypatch):
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain: workers read byte ranges", "gz: blocks sent"])
+def test_parallel_cleaning_matches_serial(tmp_path, offline_config, monkeypatch, compressed):
     import titlegen_lib.data as data
 
     train, test = train_and_test_files(tmp_path)
+    if compressed:
+        gz = train.path.with_suffix(".json.gz")
+        gz.write_bytes(gzip.compress(train.path.read_bytes()))
+        train = InputFile(gz)
     config = offline_config.replace(train_samples=0, val_samples=0, test_samples=0)
     serial = preprocess_files(train, test, config, tmp_path / "serial", workers=1)
     monkeypatch.setattr(data, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(data, "BLOCK_BYTES", 1000)  # many small blocks, several in flight
+    monkeypatch.setattr(data, "BLOCK_BYTES", 1000)  # many small blocks, cut mid-line, several in flight
     parallel = preprocess_files(train, test, config, tmp_path / "parallel", workers=2, force=True)
     for split in ("train", "val", "test"):
-        assert load_split(serial.paths[split]) == load_split(parallel.paths[split])
+        assert serial.paths[split].read_bytes() == parallel.paths[split].read_bytes()
     assert serial.summary["files"] == parallel.summary["files"]
+    assert ", line 47: " in parallel.summary["files"]["train"]["problems"][0]  # "{broken", after 46 lines
+
+
+def test_byte_ranges_give_every_line_once_in_order(tmp_path):
+    from titlegen_lib.data import read_whole_lines
+
+    lines = [b"\xef\xbb\xbffirst", b"", b"a much longer second line", b"x", b"\r", b"last, with no line end"]
+    path = tmp_path / "x.json"
+    path.write_bytes(b"\n".join(lines))
+    size = path.stat().st_size
+    for step in (1, 2, 3, 7, 40, size):
+        blocks = [read_whole_lines(path, start, min(start + step, size)) for start in range(0, size, step)]
+        assert b"".join(blocks) == path.read_bytes()[3:]  # the BOM is dropped, nothing else
+        whole = [block for block in blocks if block]
+        assert all(block.endswith(b"\n") for block in whole[:-1]) and whole[-1].endswith(b"no line end")
+
+
+def _one_by_one(blocks, banned):
+    """The dedup rule stated plainly: keep a record unless one kept before it has the same record key or uid,
+    or its title is banned."""
+    records, uids, kept, drops = set(), set(), [], Counter()
+    for block in blocks:
+        for record, uid, title in block:
+            if record in records:
+                drops["duplicate_record"] += 1
+            elif uid in uids:
+                drops["duplicate_uid"] += 1
+            elif title in banned:
+                drops["title_in_train"] += 1
+            else:
+                records.add(record)
+                uids.add(uid)
+                kept.append((record, uid, title))
+    return kept, drops
+
+
+def test_deduplication_by_block_keeps_the_one_by_one_rule():
+    from array import array
+
+    import numpy as np
+
+    from titlegen_lib.data import BlockResult, _Seen
+
+    rng = random.Random(0)
+    for trial in range(30):
+        # Few distinct keys, so duplicates chain: a repeated uid with new content, then that content again...
+        blocks = [[(rng.randrange(12), rng.randrange(12), rng.randrange(6)) for _ in range(rng.randrange(0, 15))]
+                  for _ in range(6)]
+        banned = set(rng.sample(range(6), trial % 3))
+        expected, expected_drops = _one_by_one(blocks, banned)
+        seen, tally, kept = _Seen(), Tally("x"), []
+        sorted_banned = np.array(sorted(banned), dtype=np.int64)
+        for block in blocks:
+            result = BlockResult(0, array("q", [k for row in block for k in row]), array("Q"), b"", Counter(), [])
+            kept += [block[i] for i in seen.new_records(result, tally, sorted_banned)]
+        assert kept == expected
+        assert tally.drops == expected_drops
+
+
+def _full_decision(title: str, content: str, rules: CleanRules) -> str:
+    """clean_record's length decisions taken on the fully cleaned content (no judging by the start)."""
+    title, content = clean_text(title), clean_text(content)
+    if not content:
+        return "empty_content"
+    if content.casefold() == title.casefold():
+        return "content_equals_title"
+    if len(content) < rules.min_content_chars:
+        return "short_content"
+    return "long_content" if len(content) > rules.max_content_chars else "kept"
+
+
+def test_a_very_long_content_is_judged_on_its_start_as_on_the_whole():
+    rules = CleanRules(min_title_chars=3, min_content_chars=40, max_content_chars=200)
+    head = 4 * rules.max_content_chars + 2 * 1000  # past this, clean_record may judge by the start
+    pieces = ["Word ", "more words. ", "Next.Glued ", "&amp;", "&#8217;", "&amp;#8217;", "<b>", "</p>",
+              "<div " + "x" * 290 + ">", " " * 400, "\t\n", "\x07", " -- This text refers to the Paperback edition.",
+              "<" + "y" * 350, "&" + "z" * 40]
+    rng = random.Random(1)
+    judged_on_start = 0
+    for _ in range(400):
+        # Mostly markup and blanks that cleaning removes, so the cleaned length lands on both sides of the limit.
+        weights = [rng.random() for _ in pieces]
+        content = "".join(rng.choices(pieces, weights, k=rng.randrange(300, 1500)))
+        decision = clean_record(RawRecord("B1", "Acme Kettle", content), rules)
+        outcome = decision.value if isinstance(decision, DropReason) else "kept"
+        assert outcome == _full_decision("Acme Kettle", content, rules), content[:200]
+        judged_on_start += len(content) > head and outcome == "long_content"
+    assert judged_on_start > 50
 
 
 def test_lines_split_across_blocks_keep_their_numbers(tmp_path, monkeypatch):
