@@ -84,3 +84,18 @@ def test_examples_are_best_worst_then_random_by_finetuned_rouge():
     assert [u for _, u in picked[:7]] == uids[::-1][:7] and [u for _, u in picked[7:14]] == uids[:7]
     assert len({u for _, u in picked}) == 20 and pick_examples(frame, n=20, seed=1) == picked
     assert pick_examples(frame[frame.system == "base"], n=3)[0] == ("best", "u00")  # no fine-tuned: base decides
+
+
+def test_figures_are_embedded_so_they_show_without_their_files(tmp_path):
+    import base64
+
+    from titlegen_lib.report import png_data_uri
+    from titlegen_lib.views import show_figures
+
+    png = tmp_path / "curve.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    uri = png_data_uri(png)
+    assert uri.startswith("data:image/png;base64,") and base64.b64decode(uri.split(",", 1)[1]) == png.read_bytes()
+    shown = show_figures({"loss curve": png})
+    page = shown.data if hasattr(shown, "data") else str(shown)
+    assert uri in page and "loss curve" in page

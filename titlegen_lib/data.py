@@ -411,7 +411,7 @@ def clean_record(record: RawRecord, rules: CleanRules) -> RawRecord | DropReason
         return DropReason.SHORT_TITLE
     # A very long content (the dump has some near 200,000 characters) is judged on its start when that is
     # already too long: it then cannot be short or equal the title either.
-    head_chars = 4 * rules.max_content_chars + 2 * _CUT_MARGIN
+    head_chars = rules.max_content_chars + 2 * _CUT_MARGIN
     if len(raw_content) > head_chars:
         head = len(clean_text(raw_content[:head_chars])) - _CUT_MARGIN
         if head > rules.max_content_chars and head > 3 * len(title):

@@ -170,6 +170,11 @@ def _html_significance(comparison: Comparison) -> str:
     return "".join(parts)
 
 
+def png_data_uri(path: str | Path) -> str:
+    """A PNG file as a data: URI, so an HTML page or a notebook output shows it with no file beside it."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
 def _html_figures(comparison: Comparison) -> str:
     parts = []
     for name, path in comparison.figures.items():
@@ -178,8 +183,7 @@ def _html_figures(comparison: Comparison) -> str:
         if not path.is_file():
             parts.append(f"<p class='muted'>{_esc(caption)}: {_esc(path)} is missing.</p>")
             continue
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        parts.append(f"<figure id='figure-{_esc(name)}'><img alt='{_esc(caption)}' src='data:image/png;base64,{data}'>"
+        parts.append(f"<figure id='figure-{_esc(name)}'><img alt='{_esc(caption)}' src='{png_data_uri(path)}'>"
                      f"<figcaption>{_esc(caption)}</figcaption></figure>")
     return "".join(parts) or "<p class='muted'>No figures.</p>"
 

@@ -6,7 +6,6 @@ so a notebook cell is one call and its result.
 
 from __future__ import annotations
 
-import base64
 import html
 import os
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, Mapping
 from titlegen_lib.config import Config
 from titlegen_lib.data import PreprocessResult, load_split, prepared_split
 from titlegen_lib.prompts import choose_template, tokenize_example
+from titlegen_lib.report import png_data_uri
 from titlegen_lib.runner import NOTEBOOK_DIR
 
 _SPLIT_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
@@ -98,8 +98,7 @@ def show_figures(figures: Mapping[str, str | Path]) -> Any:
         if path.suffix.lower() == ".svg":
             image = path.read_text(encoding="utf-8")
         else:
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
-            image = f'<img src="data:image/png;base64,{data}" style="max-width:100%">'
+            image = f'<img src="{png_data_uri(path)}" style="max-width:100%">'
         parts.append(f'<figure style="margin:0 0 16px 0">{image}'
                      f'<figcaption><code>{html.escape(str(name))}</code></figcaption></figure>')
     return _html("".join(parts) or "<p>No figures.</p>")
