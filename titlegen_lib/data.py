@@ -18,7 +18,6 @@ import zipfile
 import zlib
 from array import array
 from collections import Counter, deque
-from itertools import accumulate
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -474,9 +473,6 @@ class BlockResult:
 
     STABLE = 5  # columns of stable_keys
 
-    def __len__(self) -> int:
-        return len(self.hash_keys) // 3
-
     def shifted(self, lines: int) -> "BlockResult":
         """The same result with line numbers `lines` further on (a block cleaned without knowing where it
         starts in the file)."""
@@ -535,7 +531,8 @@ def read_whole_lines(path: Path, start: int, end: int) -> bytes:
 
 
 def clean_range(start: int, end: int, job: CleanJob) -> BlockResult:
-    """clean_block on the lines starting in [start, end) of a plain file, numbered from 1."""
+    """clean_block on the lines starting in [start, end) of a plain file, numbered from 1 (the caller
+    shifts them once the lines before are counted)."""
     return clean_block(1, read_whole_lines(job.source.path, start, end), job)
 
 
@@ -547,34 +544,36 @@ def _cleaned_blocks(job: CleanJob, workers: int) -> Iterator[BlockResult]:
     """Blocks cleaned in file order, by `workers` forked processes for large files; at most 2 blocks a
     worker in flight, so memory stays bounded however large the file is. Workers read a plain file
     themselves (the main process only cuts it into byte ranges); a compressed one is decompressed here."""
-    source = job.source
+    source, size = job.source, _input_bytes(job.source)
     forkable = "fork" in multiprocessing.get_all_start_methods()  # workers must share the hash seed
-    if workers <= 1 or not forkable or _input_bytes(source) < PARALLEL_MIN_BYTES:
+    if workers <= 1 or not forkable or size < PARALLEL_MIN_BYTES:
         for first, block in iter_blocks(source):
             yield clean_block(first, block, job)
         return
-    plain = source.member is None and not source.path.name.endswith(".gz")
-    if plain:
+    # Every worker numbers its lines from 1; results are shifted here, in file order.
+    tasks: Iterable[tuple[Callable[..., BlockResult], tuple[Any, ...]]]
+    if source.member is None and not source.path.name.endswith(".gz"):
         with open(source.path, "rb") as handle:
             _check_file_start(handle.read(BLOCK_BYTES), source)
-        size = _input_bytes(source)
-        tasks: Iterable[tuple[Callable[..., BlockResult], tuple[Any, ...]]] = (
-            (clean_range, (start, min(start + BLOCK_BYTES, size), job)) for start in range(0, size, BLOCK_BYTES))
+        tasks = ((clean_range, (start, min(start + BLOCK_BYTES, size), job)) for start in range(0, size, BLOCK_BYTES))
     else:
-        tasks = ((clean_block, (first, block, job)) for first, block in iter_blocks(source))
+        tasks = ((clean_block, (1, block, job)) for _, block in iter_blocks(source))
     lines_before = 0
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         pending: deque[Any] = deque()
+
+        def oldest() -> BlockResult:
+            nonlocal lines_before
+            result = pending.popleft().get().shifted(lines_before)
+            lines_before = result.last_line
+            return result
+
         for function, args in tasks:
             pending.append(pool.apply_async(function, args))
             while pending and (len(pending) >= 2 * workers or pending[0].ready()):
-                result = pending.popleft().get()
-                yield result.shifted(lines_before) if plain else result
-                lines_before = result.last_line
+                yield oldest()
         while pending:
-            result = pending.popleft().get()
-            yield result.shifted(lines_before) if plain else result
-            lines_before = result.last_line
+            yield oldest()
 
 
 def _runs(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
