@@ -44,6 +44,8 @@ def test_unusable_files_give_one_clear_error(name, message, good_test_file, offl
     ("crlf.json", 3, {}, None),
     ("latin1.json", 1, {"bad_encoding": 1}, r"latin1.json, line 1: not valid UTF-8 at byte \d+"),
     ("title_types.json", 3, {"wrong_type": 3}, r"title_types.json, line 2: field 'title': expected a string, got 42"),
+    ("surrogate.json", 2, {"bad_encoding": 1},
+     r"surrogate.json, line 2: field 'content': a lone surrogate \(\\ud800\) is not a character"),
     ("html_only_content.json", 3, {"empty_content": 2}, None),
 ])
 def test_partly_bad_files_give_exact_counts(name, kept, drops, problem, good_test_file, offline_config, tmp_path):

@@ -71,6 +71,20 @@ def test_long_blank_runs_do_not_make_the_boilerplate_rule_quadratic():
         signal.alarm(0)
 
 
+def test_boilerplate_is_removed_as_the_plain_regex_removes_it():
+    from titlegen_lib.data import _BOILERPLATE, _strip_boilerplate
+
+    # Case variants (also the characters IGNORECASE folds: ſ, the Kelvin sign), blanks, dashes, several
+    # occurrences, a missing or distant full stop.
+    pieces = ["Word", " ", "  ", "\u00a0", "\n", "-", "--", "---", ".", "x" * 120, "This text refers to",
+              "this TEXT refers to", "THIS TEXT REFERS TO", "Thiſ text refers to", "édition", "K",
+              " the Kindle edition"]
+    rng = random.Random(2)
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 14)))
+        assert _strip_boilerplate(text) == _BOILERPLATE.sub(" ", text), text
+
+
 def test_entities_are_unescaped_before_any_filtering():
     # The public attempts stripped '&' and '#' first and left "8217;" in the text.
     assert "8217" not in clean_text("It&#8217;s here &#8212; now")

@@ -1,0 +1,615 @@
+"""A compiled (numba) scan of a block of AmazonTitles lines that decides the common lines without Python.
+
+Most lines of the dump are `{"uid":"…","title":"…","content":"…","target_ind":[…],"target_rel":[…]}`.
+For those, this scan does what `data.clean_text` and `data.clean_record` do: JSON escapes, the HTML
+character references it can be sure of (numeric ones and named ones ending in ";"), tags, blanks and
+control characters; then the length rules. It drops the record with its reason, or gives the spans of the kept
+record's uid, title and content (in the block when cleaning only strips them, else in a buffer of cleaned
+text). Whatever it cannot be sure of (the "This text refers to" boilerplate, glued sentences, text that
+could need a second unescape, other layouts, malformed lines) is left to the Python path
+(`Line.PYTHON`), which stays the reference: tests check that both give the same output on every line.
+
+numba is optional: data.py uses this scan only when numba is installed and the input is large (compiling
+takes a few seconds the first time; numba caches the result on disk). Without numba the functions run as
+plain Python, slowly, which the tests can still use.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+try:
+    from numba import njit
+except ImportError:  # numba is optional: data.py then cleans every line in Python
+    njit = None
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _compiled(function: _F) -> _F:
+    """Compiled by numba at first call (later runs load it from numba's on-disk cache)."""
+    return njit(cache=True, nogil=True)(function) if njit is not None else function
+
+
+class Line(IntEnum):
+    """What the scan decided for a line. Codes from EMPTY_TITLE_AND_CONTENT on are drops (same names as
+    data.DropReason)."""
+
+    BLANK = 0
+    PYTHON = 1  # left to the Python path
+    KEEP = 2
+    EMPTY_TITLE_AND_CONTENT = 3
+    EMPTY_TITLE = 4
+    EMPTY_CONTENT = 5
+    SHORT_TITLE = 6
+    CONTENT_EQUALS_TITLE = 7
+    SHORT_CONTENT = 8
+    LONG_CONTENT = 9
+
+
+DROPS = [line for line in Line if line >= Line.EMPTY_TITLE_AND_CONTENT]
+# The same codes as plain ints, for the compiled functions.
+_BLANK, _PYTHON, _KEEP = int(Line.BLANK), int(Line.PYTHON), int(Line.KEEP)
+_EMPTY_BOTH, _EMPTY_TITLE, _EMPTY_CONTENT = (int(Line.EMPTY_TITLE_AND_CONTENT), int(Line.EMPTY_TITLE),
+                                              int(Line.EMPTY_CONTENT))
+_SHORT_TITLE, _EQUALS, _SHORT_CONTENT, _LONG_CONTENT = (int(Line.SHORT_TITLE), int(Line.CONTENT_EQUALS_TITLE),
+                                                        int(Line.SHORT_CONTENT), int(Line.LONG_CONTENT))
+# Per line: uid start/end, title start/end, content start/end, title and content length in characters, then
+# where the title and the content are (see TEXT_*), for kept records; last the line's start/end (without
+# its line end).
+SPAN_COLUMNS = 12
+TEXT_IN_BLOCK, TEXT_IN_CLEANED, TEXT_IN_CLEANED_TO_ESCAPE = 0, 1, 2  # the last: holds a quote or backslash
+
+# Per byte: 0 a character with no meaning for cleaning, 1 the closing quote, 2 leave the line to Python
+# (escape, control character, DEL, a byte that cannot start a 1-3 byte UTF-8 character), 3 cleaning would
+# change the text (&, <), 4 look at the context (a blank, . ! ?, h for "his text refers to"), 5 and 6 the
+# first byte of a two- or three-byte UTF-8 character.
+_BYTE_CLASS = np.zeros(256, dtype=np.uint8)
+_BYTE_CLASS[:32] = 2
+_BYTE_CLASS[127:] = 2
+_BYTE_CLASS[ord("\\")] = 2
+_BYTE_CLASS[ord('"')] = 1
+_BYTE_CLASS[[ord("&"), ord("<")]] = 3
+_BYTE_CLASS[[ord(" "), ord("."), ord("!"), ord("?"), ord("h")]] = 4
+_BYTE_CLASS[0xC2:0xE0] = 5
+_BYTE_CLASS[0xE0:0xF0] = 6
+
+
+def _printable_table() -> np.ndarray:
+    """Per code point below U+10000: printable and not whitespace in this Python (what str.isprintable()
+    and str.split() go by). Built at import so it follows the running Python's Unicode database."""
+    return np.fromiter((c.isprintable() and not c.isspace() for c in map(chr, range(0x10000))), dtype=np.bool_,
+                       count=0x10000)
+
+
+_PRINTABLE = _printable_table()
+_HIS = np.frombuffer(b"his text refers to", dtype=np.uint8)
+_UID = np.frombuffer(b'{"uid":"', dtype=np.uint8)
+_TITLE = np.frombuffer(b'","title":"', dtype=np.uint8)
+_CONTENT = np.frombuffer(b'","content":"', dtype=np.uint8)
+_TARGET_IND = np.frombuffer(b',"target_ind":[', dtype=np.uint8)
+_TARGET_REL = np.frombuffer(b'],"target_rel":[', dtype=np.uint8)
+_NUMBER_BYTE = np.zeros(256, dtype=np.bool_)  # what a list of numbers is written with
+_NUMBER_BYTE[np.frombuffer(b"0123456789.eE+-, ", dtype=np.uint8)] = True
+
+
+def _char_kinds() -> np.ndarray:
+    """Per code point below U+10000: 1 whitespace (str.isspace), 2 a control or zero-width character that
+    data.clean_text turns into a blank (its _CONTROL), 0 anything else. Cleaning joins runs of 1 and 2 into
+    one blank and strips them at the ends."""
+    from titlegen_lib.data import _CONTROL
+
+    chars = [chr(code) for code in range(0x10000)]
+    return np.array([1 if c.isspace() else 2 if _CONTROL.match(c) else 0 for c in chars], dtype=np.uint8)
+
+
+def _named_references() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """html5's named character references written with ";" that stand for one character below U+10000,
+    for lookup in compiled code: the names (flat), where each starts, its character, and per
+    (length, first letter) the range of names to compare."""
+    import html.entities
+
+    named = sorted(((name[:-1], value) for name, value in html.entities.html5.items()
+                    if name.endswith(";") and len(value) == 1 and ord(value) < 0x10000),
+                   key=lambda item: (len(item[0]), item[0]))  # a bucket's names are next to each other
+    letters = np.array([ord(c) for name, _ in named for c in name], dtype=np.int32)
+    starts = np.cumsum([0] + [len(name) for name, _ in named]).astype(np.int64)
+    values = np.array([ord(value) for _, value in named], dtype=np.int32)
+    buckets = np.zeros((33 * 128, 2), dtype=np.int64)
+    for index, (name, _) in enumerate(named):
+        bucket = len(name) * 128 + ord(name[0])
+        if buckets[bucket, 1] == 0:
+            buckets[bucket, 0] = index
+        buckets[bucket, 1] = index + 1
+    return letters, starts, values, buckets
+
+
+_CHAR_KIND = _char_kinds()
+_NAMES, _NAME_STARTS, _NAME_VALUES, _NAME_BUCKETS = _named_references()
+
+
+@_compiled
+def _literal(buf, pos, end, literal):  # type: ignore[no-untyped-def]
+    """Position after `literal` if buf[pos:] starts with it, else -1."""
+    if pos < 0 or pos + len(literal) > end:
+        return -1
+    for k in range(len(literal)):
+        if buf[pos + k] != literal[k]:
+            return -1
+    return pos + len(literal)
+
+
+@_compiled
+def _text(buf, pos, end, byte_class, printable, his, info):  # type: ignore[no-untyped-def]
+    """Scan a JSON string's body from `pos`. Returns the index of its closing quote, or -1 when the Python
+    path must decide (an escape, a control or non-printable character, invalid or 4-byte UTF-8).
+    info[0]: characters; info[1]: 1 when cleaning would change more than the ends; info[2]: 1 if not ASCII."""
+    chars, dirty, wide = 0, 0, 0
+    i = pos
+    while i < end:
+        c = buf[i]
+        kind = byte_class[c]
+        chars += 1
+        i += 1
+        if kind == 0:
+            continue
+        if kind == 4:
+            if c == 32:
+                if i < end and buf[i] == 32:  # two blanks: whitespace is collapsed
+                    dirty = 1
+            elif c == 104:  # "his text refers to"; the next two bytes first, since "h" is common
+                if i + 1 < end and buf[i] == 105 and buf[i + 1] == 115 and _literal(buf, i - 1, end, his) > 0:
+                    dirty = 1
+            elif i + 1 < end and 65 <= buf[i] <= 90 and 97 <= buf[i + 1] <= 122:
+                dirty = 1  # "features.Great": a glued-sentence candidate
+        elif kind == 1:
+            info[0], info[1], info[2] = chars - 1, dirty, wide
+            return i - 1
+        elif kind == 3:
+            dirty = 1
+        elif kind == 5:  # two-byte UTF-8
+            if i >= end or not 0x80 <= buf[i] <= 0xBF:
+                return -1
+            wide = 1
+            if not printable[((c & 0x1F) << 6) | (buf[i] & 0x3F)]:
+                return -1
+            i += 1
+        elif kind == 6:  # three-byte UTF-8; the table is False for overlong forms' and surrogates' code points
+            if i + 1 >= end or not (0x80 <= buf[i] <= 0xBF and 0x80 <= buf[i + 1] <= 0xBF):
+                return -1
+            code = ((c & 0x0F) << 12) | ((buf[i] & 0x3F) << 6) | (buf[i + 1] & 0x3F)
+            if code < 0x800 or not printable[code]:
+                return -1
+            wide = 1
+            i += 2
+        else:
+            return -1
+    return -1
+
+
+@_compiled
+def _strip(buf, a, b):  # type: ignore[no-untyped-def]
+    """Span without the blanks at its ends (the only whitespace a scanned text can hold)."""
+    while a < b and buf[a] == 32:
+        a += 1
+    while b > a and buf[b - 1] == 32:
+        b -= 1
+    return a, b
+
+
+@_compiled
+def _same_ignoring_case(one, a, b, other, c, d):  # type: ignore[no-untyped-def]
+    """ASCII spans one[a:b] and other[c:d] equal after casefold() (which, for ASCII, is lower())."""
+    if b - a != d - c:
+        return False
+    for k in range(b - a):
+        x, y = one[a + k], other[c + k]
+        if 65 <= x <= 90:
+            x += 32
+        if 65 <= y <= 90:
+            y += 32
+        if x != y:
+            return False
+    return True
+
+
+@_compiled
+def _decode(buf, pos, end, kinds, cps):  # type: ignore[no-untyped-def]
+    """Decode the JSON string whose body starts at buf[pos] into code points cps[0:n]. Returns (index of its
+    closing quote, n, 1 if the text is empty or all whitespace); the quote is -1 for what the Python path
+    must judge: invalid UTF-8, a raw control byte, a 4-byte character, a \\u surrogate, an unknown escape."""
+    n, blank, i = 0, 1, pos
+    while i < end:
+        c = buf[i]
+        if c == 34:
+            return i, n, blank
+        if c == 92:
+            if i + 1 >= end:
+                return -1, 0, 0
+            e = buf[i + 1]
+            i += 2
+            if e == 34 or e == 92 or e == 47:
+                code = e
+            elif e == 98:
+                code = 8
+            elif e == 102:
+                code = 12
+            elif e == 110:
+                code = 10
+            elif e == 114:
+                code = 13
+            elif e == 116:
+                code = 9
+            elif e == 117 and i + 4 <= end:
+                code = 0
+                for k in range(4):
+                    h = buf[i + k]
+                    if 48 <= h <= 57:
+                        code = code * 16 + h - 48
+                    elif 97 <= h <= 102:
+                        code = code * 16 + h - 87
+                    elif 65 <= h <= 70:
+                        code = code * 16 + h - 55
+                    else:
+                        return -1, 0, 0
+                if 0xD800 <= code <= 0xDFFF:
+                    return -1, 0, 0
+                i += 4
+            else:
+                return -1, 0, 0
+        elif c < 32:
+            return -1, 0, 0
+        elif c < 128:
+            code = c
+            i += 1
+        elif 0xC2 <= c <= 0xDF and i + 1 < end and 0x80 <= buf[i + 1] <= 0xBF:
+            code = ((c & 0x1F) << 6) | (buf[i + 1] & 0x3F)
+            i += 2
+        elif 0xE0 <= c <= 0xEF and i + 2 < end and 0x80 <= buf[i + 1] <= 0xBF and 0x80 <= buf[i + 2] <= 0xBF:
+            code = ((c & 0x0F) << 12) | ((buf[i + 1] & 0x3F) << 6) | (buf[i + 2] & 0x3F)
+            if code < 0x800 or 0xD800 <= code <= 0xDFFF:
+                return -1, 0, 0
+            i += 3
+        else:
+            return -1, 0, 0
+        if kinds[code] != 1:
+            blank = 0
+        cps[n] = code
+        n += 1
+    return -1, 0, 0
+
+
+@_compiled
+def _reference_end(cps, start, n):  # type: ignore[no-untyped-def]
+    """End of the name of a named reference starting at cps[start]: the characters html.unescape reads as
+    a name (not tab, LF, FF, blank, <, &, #, ;); it reads at most 32, so a longer run stops at 33."""
+    k = start
+    while k < n and k - start <= 32:
+        c = cps[k]
+        if c == 9 or c == 10 or c == 12 or c == 32 or c == 60 or c == 38 or c == 35 or c == 59:
+            break
+        k += 1
+    return k
+
+
+@_compiled
+def _unescape(cps, n, names, name_starts, name_values, name_buckets):  # type: ignore[no-untyped-def]
+    """html.unescape on cps[0:n], in place, for the references it can be sure of: numeric ones ending in
+    ";" that stand for an ordinary character, named ones ending in ";". Returns the new length, or -1 when
+    it meets a reference it cannot be sure of (the Python path decides)."""
+    w, r = 0, 0
+    while r < n:
+        c = cps[r]
+        r += 1
+        if c != 38 or r >= n:
+            cps[w] = c
+            w += 1
+            continue
+        nxt = cps[r]
+        if nxt == 35:  # "&#": decimal or hex
+            hexadecimal = r + 1 < n and (cps[r + 1] == 120 or cps[r + 1] == 88)
+            k = r + 2 if hexadecimal else r + 1
+            code, digits = 0, 0
+            while k < n and digits <= 7:
+                d = cps[k]
+                if 48 <= d <= 57:
+                    code = code * (16 if hexadecimal else 10) + d - 48
+                elif hexadecimal and 97 <= d <= 102:
+                    code = code * 16 + d - 87
+                elif hexadecimal and 65 <= d <= 70:
+                    code = code * 16 + d - 55
+                else:
+                    break
+                digits += 1
+                k += 1
+            if digits == 0:  # "&#" not followed by a number: left as it is
+                cps[w] = c
+                w += 1
+                continue
+            if digits > 7 or k >= n or cps[k] != 59:
+                return -1
+            if not (code == 9 or code == 10 or code == 12 or 32 <= code <= 126
+                    or (0xA0 <= code <= 0xFFFD and not 0xD800 <= code <= 0xDFFF and not 0xFDD0 <= code <= 0xFDEF)):
+                return -1  # html.unescape maps or drops these: the Python path decides
+            cps[w] = code
+            w += 1
+            r = k + 1
+            continue
+        if nxt == 9 or nxt == 10 or nxt == 12 or nxt == 32 or nxt == 60 or nxt == 38 or nxt == 59:
+            cps[w] = c  # "&" followed by what cannot start a name: left as it is
+            w += 1
+            continue
+        k = _reference_end(cps, r, n)
+        length = k - r
+        if k >= n or cps[k] != 59 or length > 32 or cps[r] >= 128:
+            return -1
+        bucket = length * 128 + cps[r]
+        found = -1
+        for index in range(name_buckets[bucket, 0], name_buckets[bucket, 1]):
+            at = name_starts[index]
+            same = True
+            for j in range(length):
+                if names[at + j] != cps[r + j]:
+                    same = False
+                    break
+            if same:
+                found = index
+                break
+        if found < 0:
+            return -1
+        cps[w] = name_values[found]
+        w += 1
+        r = k + 1
+    return w
+
+
+@_compiled
+def _may_unescape_again(cps, n):  # type: ignore[no-untyped-def]
+    """Whether data.clean_text's second unescape could apply (an & followed by # or a letter)."""
+    for i in range(n - 1):
+        if cps[i] == 38:
+            d = cps[i + 1]
+            if d == 35 or 65 <= d <= 90 or 97 <= d <= 122:
+                return True
+    return False
+
+
+@_compiled
+def _strip_tags(cps, n):  # type: ignore[no-untyped-def]
+    """data._TAG.sub(" ", text) on cps[0:n], in place: a tag is "<" or "</", a letter, at most 300 characters
+    that are not < or >, then ">". Returns the new length."""
+    w, r = 0, 0
+    while r < n:
+        c = cps[r]
+        if c == 60:
+            j = r + 1
+            if j < n and cps[j] == 47:
+                j += 1
+            if j < n and (65 <= cps[j] <= 90 or 97 <= cps[j] <= 122):
+                k = j + 1
+                while k < n and k - j - 1 < 300 and cps[k] != 60 and cps[k] != 62:
+                    k += 1
+                if k < n and cps[k] == 62:
+                    cps[w] = 32
+                    w += 1
+                    r = k + 1
+                    continue
+        cps[w] = c
+        w += 1
+        r += 1
+    return w
+
+
+@_compiled
+def _clean_code_points(cps, n, kinds, his, out, o):  # type: ignore[no-untyped-def]
+    """The rest of data.clean_text on text without references or tags, cps[0:n]: blanks and control
+    characters become one blank, none at the ends; written as UTF-8 to out[o:]. Returns (end in out,
+    characters, 1 if ASCII, 1 if it holds a quote or backslash), or characters -1 when Python must clean it:
+    the boilerplate phrase or a glued sentence is there."""
+    for i in range(n):
+        c = cps[i]
+        if (c == 46 or c == 33 or c == 63) and i + 2 < n and 65 <= cps[i + 1] <= 90 and 97 <= cps[i + 2] <= 122:
+            return o, -1, 0, 0
+        if c == 104 and i + len(his) <= n:
+            same = True
+            for j in range(len(his)):
+                if cps[i + j] != his[j]:
+                    same = False
+                    break
+            if same:
+                return o, -1, 0, 0
+    chars, ascii, escape, gap = 0, 1, 0, 0
+    for i in range(n):
+        c = cps[i]
+        if kinds[c]:
+            gap = 1 if chars > 0 else 0
+            continue
+        if gap:
+            out[o] = 32
+            o += 1
+            chars += 1
+            gap = 0
+        if c < 0x80:
+            out[o] = c
+            o += 1
+            if c == 34 or c == 92:
+                escape = 1
+        elif c < 0x800:
+            out[o] = 0xC0 | (c >> 6)
+            out[o + 1] = 0x80 | (c & 0x3F)
+            o += 2
+            ascii = 0
+        else:
+            out[o] = 0xE0 | (c >> 12)
+            out[o + 1] = 0x80 | ((c >> 6) & 0x3F)
+            out[o + 2] = 0x80 | (c & 0x3F)
+            o += 3
+            ascii = 0
+        chars += 1
+    return o, chars, ascii, escape
+
+
+@_compiled
+def _field(buf, pos, end, tables, cps, out, o, field, info):  # type: ignore[no-untyped-def]
+    """Read and clean the title or content whose JSON string body starts at buf[pos]. Returns (index of its
+    closing quote or -1 for the Python path, new end of out). field: where the cleaned text is (TEXT_*),
+    its span, characters, 1 if the raw text is empty or all whitespace, 1 if ASCII."""
+    (byte_class, printable, his, uid_key, title_key, content_key, ind_key, rel_key, number_byte, kinds, names,
+     name_starts, name_values, name_buckets, his_code_points) = tables
+    quote = _text(buf, pos, end, byte_class, printable, his, info)
+    if quote >= 0 and info[1] == 0:  # cleaning only strips it: the span in the block
+        a, b = _strip(buf, pos, quote)
+        field[0], field[1], field[2] = TEXT_IN_BLOCK, a, b
+        field[3], field[4], field[5] = info[0] - (a - pos) - (quote - b), 1 if a == b else 0, 1 - info[2]
+        return quote, o
+    quote, n, blank = _decode(buf, pos, end, kinds, cps)
+    if quote < 0:
+        return -1, o
+    n = _unescape(cps, n, names, name_starts, name_values, name_buckets)
+    if n < 0 or _may_unescape_again(cps, n):
+        return -1, o
+    n = _strip_tags(cps, n)
+    new_o, chars, ascii, escape = _clean_code_points(cps, n, kinds, his_code_points, out, o)
+    if chars < 0:
+        return -1, o
+    field[0] = TEXT_IN_CLEANED_TO_ESCAPE if escape else TEXT_IN_CLEANED
+    field[1], field[2], field[3], field[4], field[5] = o, new_o, chars, blank, ascii
+    return quote, new_o
+
+
+@_compiled
+def _labels(buf, pos, end, number_byte):  # type: ignore[no-untyped-def]
+    """First position from `pos` that is not part of a plain list of numbers (-1 stays -1)."""
+    if pos < 0:
+        return pos
+    while pos < end and number_byte[buf[pos]]:
+        pos += 1
+    return pos
+
+
+@_compiled
+def _classify(buf, s, e, rules, tables, span, scratch, cps, out, o):  # type: ignore[no-untyped-def]
+    """Decide the line buf[s:e] (see Line); for KEEP, span[0:10] gets the kept record (see SPAN_COLUMNS).
+    Cleaned texts are written to out[o:]; returns (code, new end of out)."""
+    (byte_class, printable, his, uid_key, title_key, content_key, ind_key, rel_key, number_byte, kinds, names,
+     name_starts, name_values, name_buckets, his_code_points) = tables
+    min_title, min_content, max_content = rules
+    blank = True
+    for i in range(s, e):
+        c = buf[i]
+        if not (c == 32 or 9 <= c <= 13):
+            blank = False
+            break
+    if blank:
+        return _BLANK, o
+    info, title, content = scratch[0], scratch[1], scratch[2]
+    ua = _literal(buf, s, e, uid_key)
+    if ua < 0:
+        return _PYTHON, o
+    ub = _text(buf, ua, e, byte_class, printable, his, info)  # the uid: plain text only
+    ta = _literal(buf, ub, e, title_key)
+    if ub < 0 or ta < 0:
+        return _PYTHON, o
+    start = o
+    tb, o = _field(buf, ta, e, tables, cps, out, o, title, info)
+    ca = _literal(buf, tb, e, content_key)
+    if tb < 0 or ca < 0:
+        return _PYTHON, start
+    cb, o = _field(buf, ca, e, tables, cps, out, o, content, info)
+    if cb < 0:
+        return _PYTHON, start
+    # What follows the content: "}" or the dump's two label lists, which data.parse_line never parses.
+    if not (cb + 2 == e and buf[cb + 1] == 125):
+        p = _literal(buf, _labels(buf, _literal(buf, cb + 1, e, ind_key), e, number_byte), e, rel_key)
+        if p < 0:
+            return _PYTHON, start
+        p = _labels(buf, p, e, number_byte)
+        if not (p + 2 == e and buf[p] == 93 and buf[p + 1] == 125):
+            return _PYTHON, start
+    # data.clean_record's rules (lengths in characters of the cleaned texts)
+    if title[4]:
+        return (_EMPTY_BOTH if content[4] else _EMPTY_TITLE), start
+    if content[4]:
+        return _EMPTY_CONTENT, start
+    n_title, n_content = title[3], content[3]
+    if n_title == 0:
+        return (_EMPTY_BOTH if n_content == 0 else _EMPTY_TITLE), start
+    if n_title < min_title:
+        return _SHORT_TITLE, start
+    if n_content == 0:
+        return _EMPTY_CONTENT, start
+    if n_content <= 3 * n_title:
+        if not (title[5] and content[5]):
+            return _PYTHON, start  # casefold() beyond ASCII: Python compares
+        if _same_ignoring_case(buf if title[0] == TEXT_IN_BLOCK else out, title[1], title[2],
+                               buf if content[0] == TEXT_IN_BLOCK else out, content[1], content[2]):
+            return _EQUALS, start
+    if n_content < min_content:
+        return _SHORT_CONTENT, start
+    if n_content > max_content:
+        return _LONG_CONTENT, start
+    span[0], span[1] = _strip(buf, ua, ub)
+    span[2], span[3], span[4], span[5] = title[1], title[2], content[1], content[2]
+    span[6], span[7] = n_title, n_content
+    span[8], span[9] = title[0], content[0]
+    return _KEEP, o
+
+
+@_compiled
+def _scan(buf, rules, tables):  # type: ignore[no-untyped-def]
+    """scan_block on the block's bytes."""
+    lines = 0
+    for i in range(len(buf)):
+        if buf[i] == 10:
+            lines += 1
+    if len(buf) and buf[len(buf) - 1] != 10:
+        lines += 1
+    codes = np.empty(lines, dtype=np.int8)
+    spans = np.zeros((lines, SPAN_COLUMNS), dtype=np.int64)
+    scratch = np.zeros((3, 6), dtype=np.int64)
+    cps = np.empty(len(buf), dtype=np.int32)  # decoded code points of one text at a time
+    out = np.empty(len(buf), dtype=np.uint8)  # cleaned texts: never longer than their JSON
+    o, start = 0, 0
+    for line in range(lines):
+        end = start
+        while end < len(buf) and buf[end] != 10:
+            end += 1
+        stop = end - 1 if end > start and buf[end - 1] == 13 else end  # a CRLF line end
+        spans[line, 10], spans[line, 11] = start, stop
+        codes[line], o = _classify(buf, start, stop, rules, tables, spans[line], scratch, cps, out, o)
+        start = end + 1
+    return codes, spans, out[:o]
+
+
+_TABLES = (_BYTE_CLASS, _PRINTABLE, _HIS, _UID, _TITLE, _CONTENT, _TARGET_IND, _TARGET_REL, _NUMBER_BYTE, _CHAR_KIND,
+           _NAMES, _NAME_STARTS, _NAME_VALUES, _NAME_BUCKETS, _HIS.astype(np.int32))
+
+
+def scan_block(block: bytes, min_title: int, min_content: int, max_content: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per line of `block` (whole lines, split as data.split_lines does): a Line code and SPAN_COLUMNS
+    numbers; and the cleaned texts that kept records' spans may point into. Without numba this runs as
+    plain Python (slow; for tests only)."""
+    return _scan(np.frombuffer(block, dtype=np.uint8), (min_title, min_content, max_content), _TABLES)
+
+
+def clean_one_text(json_string: bytes) -> tuple[str, int, bool] | None:
+    """What the scan makes of one title or content, given as a JSON string (quotes included): the cleaned
+    text, its length in characters and whether the raw text is blank; None when it leaves the text to the
+    Python path. For tests, which compare it with data.clean_text."""
+    buf = np.frombuffer(json_string, dtype=np.uint8)
+    field, info = np.zeros(6, dtype=np.int64), np.zeros(3, dtype=np.int64)
+    cps, out = np.empty(len(buf), dtype=np.int32), np.empty(len(buf), dtype=np.uint8)
+    quote, _ = _field(buf, 1, len(buf), _TABLES, cps, out, 0, field, info)
+    if quote != len(buf) - 1:
+        return None
+    text = (json_string if field[0] == TEXT_IN_BLOCK else out.tobytes())[field[1]:field[2]].decode()
+    return text, int(field[3]), bool(field[4])
+
+
+def warm_up() -> None:
+    """Compile the scan, or load it from numba's cache (before worker processes fork, so they do not each)."""
+    scan_block(b"\n", 1, 1, 1)
