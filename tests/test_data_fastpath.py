@@ -109,7 +109,7 @@ def test_random_lines_are_decided_as_the_python_path_decides_them():
         block_codes, spans, _ = data_fastpath.scan_block(block, rules.min_title_chars, rules.min_content_chars,
                                                          rules.max_content_chars)
         codes += block_codes.tolist()
-        places += spans[block_codes == Line.KEEP, 8:10].ravel().tolist()
+        places += spans[block_codes == Line.KEEP, 6:8].ravel().tolist()
     # Every decision the scan can take was taken, and kept texts came from each place (as they were, cleaned,
     # cleaned and to be escaped), so each of its rules was compared with the Python path.
     assert set(codes) == set(Line)
@@ -165,7 +165,9 @@ def test_small_files_or_no_numba_use_the_python_path(tmp_path, monkeypatch):
 def test_a_plain_line_is_kept_by_the_scan_itself(line):
     codes, spans, _ = data_fastpath.scan_block(line + b"\n", 3, 10, 100)
     assert codes.tolist() == [Line.KEEP]
-    u0, u1, t0, t1, c0, c1, title_chars, content_chars, title_in, content_in, start, end = spans[0].tolist()
+    u0, u1, t0, t1, c0, c1, title_in, content_in, start, end = spans[0].tolist()
     assert title_in == content_in == data_fastpath.TEXT_IN_BLOCK
     assert (line[u0:u1], line[t0:t1], line[c0:c1]) == (b"B1", b"Acme Kettle", b"A steel kettle, quiet and quick.")
-    assert (title_chars, content_chars, start, end) == (11, 32, 0, len(line))
+    assert (start, end) == (0, len(line))
+    assert data_fastpath.clean_one_text(b'" Acme Kettle "') == ("Acme Kettle", 11, False)  # lengths in characters
+    assert data_fastpath.clean_one_text(line[c0 - 1:c1 + 1])[1] == 32

@@ -562,15 +562,14 @@ def clean_block(first_line: int, block: bytes, job: CleanJob, max_problems: int 
                 data_fastpath.DROPS[0]:].tolist()):
             if count:
                 drops[DropReason[line.name]] += count
-        # A kept record's row is its uid, title and content bytes between the fixed parts, unless a text
-        # holds a quote or backslash, which JSON escapes.
-        head, after_uid = b'{"uid":"', b'","instruction":' + orjson.dumps(INSTRUCTIONS[language]) + b',"input":"'
-        after_title, tail = b'","output":"', b'"}'
+        # A kept record's row is its uid, title and content bytes between the fixed parts of to_example's
+        # row, unless a text holds a quote or backslash, which JSON escapes.
+        head, after_uid, after_title, tail = _row_parts(language)
         python, keep_code = int(data_fastpath.Line.PYTHON), int(data_fastpath.Line.KEEP)
         in_block, to_escape = data_fastpath.TEXT_IN_BLOCK, data_fastpath.TEXT_IN_CLEANED_TO_ESCAPE
         texts = cleaned.tobytes()
         todo = np.flatnonzero((codes == python) | (codes == keep_code))
-        for i, code, (u0, u1, t0, t1, c0, c1, _, _, title_in, content_in, start, end) in zip(
+        for i, code, (u0, u1, t0, t1, c0, c1, title_in, content_in, start, end) in zip(
                 todo.tolist(), codes[todo].tolist(), spans[todo].tolist()):
             if code == python:
                 clean_line(first_line + i, block[start:end])
@@ -870,6 +869,17 @@ def to_example(record: RawRecord, language: str) -> dict[str, str]:
     """The JSONL row: the seed's instruction/input/output fields plus the uid."""
     return {"uid": record.uid, "instruction": INSTRUCTIONS[language], "input": record.title,
             "output": record.content}
+
+
+def _row_parts(language: str) -> tuple[bytes, bytes, bytes, bytes]:
+    """to_example's JSON row cut around its uid, title and content (each written as it is: JSON leaves
+    plain text unchanged), so a row can be joined from raw bytes."""
+    marks = ("\ue000", "\ue001", "\ue002")  # private-use characters: in no instruction
+    row = orjson.dumps(to_example(RawRecord(*marks), language))
+    head, rest = row.split(marks[0].encode())
+    after_uid, rest = rest.split(marks[1].encode())
+    after_title, tail = rest.split(marks[2].encode())
+    return head, after_uid, after_title, tail
 
 
 def _percentiles(arr: np.ndarray) -> dict[str, float]:

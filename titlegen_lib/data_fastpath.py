@@ -57,10 +57,9 @@ _EMPTY_BOTH, _EMPTY_TITLE, _EMPTY_CONTENT = (int(Line.EMPTY_TITLE_AND_CONTENT), 
                                               int(Line.EMPTY_CONTENT))
 _SHORT_TITLE, _EQUALS, _SHORT_CONTENT, _LONG_CONTENT = (int(Line.SHORT_TITLE), int(Line.CONTENT_EQUALS_TITLE),
                                                         int(Line.SHORT_CONTENT), int(Line.LONG_CONTENT))
-# Per line: uid start/end, title start/end, content start/end, title and content length in characters, then
-# where the title and the content are (see TEXT_*), for kept records; last the line's start/end (without
-# its line end).
-SPAN_COLUMNS = 12
+# Per line: uid start/end, title start/end, content start/end, then where the title and the content are
+# (see TEXT_*), for kept records; last the line's start/end (without its line end).
+SPAN_COLUMNS = 10
 TEXT_IN_BLOCK, TEXT_IN_CLEANED, TEXT_IN_CLEANED_TO_ESCAPE = 0, 1, 2  # the last: holds a quote or backslash
 
 # Per byte: 0 a character with no meaning for cleaning, 1 the closing quote, 2 leave the line to Python
@@ -492,7 +491,7 @@ def _labels(buf, pos, end, number_byte):  # type: ignore[no-untyped-def]
 
 @_compiled
 def _classify(buf, s, e, rules, tables, span, scratch, cps, out, o):  # type: ignore[no-untyped-def]
-    """Decide the line buf[s:e] (see Line); for KEEP, span[0:10] gets the kept record (see SPAN_COLUMNS).
+    """Decide the line buf[s:e] (see Line); for KEEP, span[0:8] gets the kept record (see SPAN_COLUMNS).
     Cleaned texts are written to out[o:]; returns (code, new end of out)."""
     (byte_class, printable, his, uid_key, title_key, content_key, ind_key, rel_key, number_byte, kinds, names,
      name_starts, name_values, name_buckets, his_code_points) = tables
@@ -553,8 +552,7 @@ def _classify(buf, s, e, rules, tables, span, scratch, cps, out, o):  # type: ig
         return _LONG_CONTENT, start
     span[0], span[1] = _strip(buf, ua, ub)
     span[2], span[3], span[4], span[5] = title[1], title[2], content[1], content[2]
-    span[6], span[7] = n_title, n_content
-    span[8], span[9] = title[0], content[0]
+    span[6], span[7] = title[0], content[0]
     return _KEEP, o
 
 
@@ -578,7 +576,7 @@ def _scan(buf, rules, tables):  # type: ignore[no-untyped-def]
         while end < len(buf) and buf[end] != 10:
             end += 1
         stop = end - 1 if end > start and buf[end - 1] == 13 else end  # a CRLF line end
-        spans[line, 10], spans[line, 11] = start, stop
+        spans[line, 8], spans[line, 9] = start, stop
         codes[line], o = _classify(buf, start, stop, rules, tables, spans[line], scratch, cps, out, o)
         start = end + 1
     return codes, spans, out[:o]
