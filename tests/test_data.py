@@ -388,12 +388,12 @@ def _one_by_one(blocks, banned):
     return kept, drops
 
 
-def test_deduplication_by_block_keeps_the_one_by_one_rule():
+def test_deduplication_keeps_the_one_by_one_rule(tmp_path):
     from array import array
 
     import numpy as np
 
-    from titlegen_lib.data import BlockResult, _Seen
+    from titlegen_lib.data import BlockResult, _Kept
 
     rng = random.Random(0)
     for trial in range(30):
@@ -402,13 +402,15 @@ def test_deduplication_by_block_keeps_the_one_by_one_rule():
                   for _ in range(6)]
         banned = set(rng.sample(range(6), trial % 3))
         expected, expected_drops = _one_by_one(blocks, banned)
-        seen, tally, kept = _Seen(), Tally("x"), []
-        sorted_banned = np.array(sorted(banned), dtype=np.int64)
+        tally, kept = Tally("x"), _Kept(tmp_path / f"{trial}.tmp")
         for block in blocks:
-            result = BlockResult(0, array("q", [k for row in block for k in row]), array("Q"), b"", Counter(), [])
-            kept += [block[i] for i in seen.new_records(result, tally, sorted_banned)]
-        assert kept == expected
+            rows = b"".join(b"%d\n" % i for i in range(len(block)))
+            stable = array("Q", [v for i in range(len(block)) for v in (0, 0, 1, 1, len(b"%d\n" % i))])
+            kept.add(BlockResult(0, array("q", [k for row in block for k in row]), stable, rows, Counter(), []))
+        mask = kept.unique(tally, np.array(sorted(banned), dtype=np.int64))
+        assert [row for row, keep in zip((row for block in blocks for row in block), mask) if keep] == expected
         assert tally.drops == expected_drops
+        kept.remove()
 
 
 def _full_decision(title: str, content: str, rules: CleanRules) -> str:

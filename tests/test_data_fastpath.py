@@ -97,6 +97,38 @@ def random_line(rng: random.Random) -> bytes:
     return line + rng.choice([b"\n", b"\r\n"])
 
 
+def random_boilerplate_text(rng: random.Random) -> str:
+    """Text around zero to three tries at the boilerplate: blanks of every kind, 0-3 dashes, the phrase in
+    several cases (and near misses), a "." before, at or beyond 200 characters, or none."""
+    blanks = ["", " ", "  ", "\t", "\x1c", "\n", "\x00", "\u3000", "\u00a0"]
+    words = ["word", "Great", ".", "x" * 95, "é", "’", "&amp;", "<b>", "&#45;", "-", " "]
+    parts = [rng.choice(words) for _ in range(rng.randrange(3))]
+    for _ in range(rng.randrange(4)):
+        parts += [rng.choice(blanks), rng.choice(["", "-", "--", "---", "- -"]), rng.choice(blanks),
+                  rng.choice(["This text refers to", "this text refers to", "THIS TEXT refers to", "Thistext refers to",
+                              "thiſ text refers to", "thİs text refers to", "thıs text refers to"]),
+                  *(rng.choice([" the Paperback edition", "x" * 95, "-"]) for _ in range(rng.randrange(4))),
+                  rng.choice([".", "", "..", " word"]), *(rng.choice(words) for _ in range(rng.randrange(3)))]
+    return "".join(parts)
+
+
+def test_boilerplate_is_stripped_as_clean_text_strips_it():
+    """The scan's boilerplate rule against the regex (data._BOILERPLATE via clean_text), including the rule's
+    case-kept gate, Unicode blanks and the three non-ASCII letters the regex takes for the phrase's."""
+    from titlegen_lib.data import _BOILERPLATE, clean_text
+
+    rng = random.Random(5)
+    stripped = 0
+    for _ in range(20_000):
+        text = random_boilerplate_text(rng)
+        scanned = data_fastpath.clean_one_text(orjson.dumps(text))
+        if scanned is None:
+            continue
+        assert scanned[0] == clean_text(text), text
+        stripped += "his text refers to" in text and _BOILERPLATE.search(text) is not None
+    assert stripped > 1000  # the rule applied to over a thousand of the texts the scan decided
+
+
 def test_random_lines_are_decided_as_the_python_path_decides_them():
     rng = random.Random(3)
     rules = CleanRules(min_title_chars=3, min_content_chars=12, max_content_chars=80)

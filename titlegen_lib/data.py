@@ -659,8 +659,9 @@ def _runs(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Kept:
-    """One file's records that survived cleaning and deduplication: their output rows in a temporary file
-    (file order; a full 1.9 GB train file never sits in memory) and, in memory, a few numbers each."""
+    """One file's records that survived cleaning, duplicates included (`unique` finds them once the whole
+    file is read): their output rows in a temporary file (file order; a full 1.9 GB train file never sits
+    in memory) and, in memory, a few numbers each."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -668,45 +669,72 @@ class _Kept:
         self.offsets = array("Q", [0])  # byte offset of record i's row; one more entry than records
         self.split_keys, self.sample_keys = array("Q"), array("Q")
         self.title_chars, self.content_chars = array("Q"), array("Q")
-        self.title_keys = array("q")
+        self.record_keys, self.uid_keys, self.title_keys = array("q"), array("q"), array("q")
 
-    @property
-    def count(self) -> int:
-        return len(self.split_keys)
-
-    def add(self, block: BlockResult, keep: np.ndarray) -> None:
-        """Append the block's records at positions `keep` (ascending)."""
-        if not len(keep) or self.handle is None:
+    def add(self, block: BlockResult) -> None:
+        """Append the block's records (duplicates too: `unique` decides once the whole file is read)."""
+        if self.handle is None or not block.rows:
             return
+        self.handle.write(block.rows)
         stable = np.frombuffer(block.stable_keys, dtype=np.uint64).reshape(-1, BlockResult.STABLE)
-        lengths = stable[:, 4]
-        if len(keep) == len(stable):  # the usual case: nothing in the block was a duplicate
-            self.handle.write(block.rows)
-        else:
-            starts = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-            rows = memoryview(block.rows)
-            self.handle.write(b"".join(rows[starts[first]:starts[last + 1]] for first, last in zip(*_runs(keep))))
-        chosen = stable[keep]
         for column, values in enumerate((self.split_keys, self.sample_keys, self.title_chars, self.content_chars)):
-            values.frombytes(chosen[:, column].tobytes())
-        self.title_keys.frombytes(np.frombuffer(block.hash_keys, dtype=np.int64)[2::3][keep].tobytes())
-        self.offsets.frombytes((self.offsets[-1] + np.cumsum(chosen[:, 4])).tobytes())
+            values.frombytes(stable[:, column].tobytes())
+        keys = np.frombuffer(block.hash_keys, dtype=np.int64).reshape(-1, 3)
+        for column, values in enumerate((self.record_keys, self.uid_keys, self.title_keys)):
+            values.frombytes(keys[:, column].tobytes())
+        self.offsets.frombytes((self.offsets[-1] + np.cumsum(stable[:, 4])).tobytes())
 
     def finish(self) -> None:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
 
-    def longest_per_title(self) -> np.ndarray:
-        """Mask of the records that have the longest content of their title (the first such, on ties)."""
-        keys = np.frombuffer(self.title_keys, dtype=np.int64)
-        order = np.lexsort((np.arange(len(keys)), -np.frombuffer(self.content_chars, dtype=np.uint64).astype(np.int64),
-                            keys))
+    def longest_per_title(self, among: np.ndarray) -> np.ndarray:
+        """Mask of the records `among` (a mask) that have the longest content of their title (the first
+        such, on ties)."""
+        indices = np.flatnonzero(among)
+        keys = np.frombuffer(self.title_keys, dtype=np.int64)[indices]
+        chars = np.frombuffer(self.content_chars, dtype=np.uint64)[indices].astype(np.int64)
+        order = np.lexsort((indices, -chars, keys))
         first = np.ones(len(keys), dtype=bool)
         first[1:] = keys[order[1:]] != keys[order[:-1]]
-        mask = np.zeros(len(keys), dtype=bool)
-        mask[order[first]] = True
+        mask = np.zeros(len(among), dtype=bool)
+        mask[indices[order[first]]] = True
         return mask
+
+    def unique(self, tally: Tally, banned_titles: np.ndarray | None = None) -> np.ndarray:
+        """Mask of the records to keep: a record is dropped (and counted) when a record kept before it has
+        the same title and content, or the same uid, or (test file) its title is in `banned_titles` (sorted
+        title keys). Records whose two keys occur once in the file are decided at once; the others one by
+        one, in file order."""
+        record_keys, uid_keys = (np.frombuffer(keys, dtype=np.int64) for keys in (self.record_keys, self.uid_keys))
+        suspect = np.zeros(len(record_keys), dtype=bool)
+        for keys in (record_keys, uid_keys):
+            _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+            suspect |= counts[inverse] > 1
+        banned = np.zeros(len(record_keys), dtype=bool)
+        if banned_titles is not None and len(banned_titles):
+            title_keys = np.frombuffer(self.title_keys, dtype=np.int64)
+            at = np.minimum(np.searchsorted(banned_titles, title_keys), len(banned_titles) - 1)
+            banned = banned_titles[at] == title_keys
+        keep = ~suspect & ~banned
+        if banned_count := int((~suspect & banned).sum()):
+            tally.drops[DropReason.TITLE_IN_TRAIN.value] += banned_count
+        seen_records: set[int] = set()
+        seen_uids: set[int] = set()
+        suspects = np.flatnonzero(suspect)
+        for i, record, uid in zip(suspects.tolist(), record_keys[suspects].tolist(), uid_keys[suspects].tolist()):
+            if record in seen_records:
+                tally.drop(DropReason.DUPLICATE_RECORD)
+            elif uid in seen_uids:
+                tally.drop(DropReason.DUPLICATE_UID)
+            elif banned[i]:
+                tally.drop(DropReason.TITLE_IN_TRAIN)
+            else:
+                seen_records.add(record)
+                seen_uids.add(uid)
+                keep[i] = True
+        return keep
 
     def choose(self, candidates: np.ndarray, limit: int) -> np.ndarray:
         """Which candidates to write and in what order: all in file order (limit 0), or the `limit` with
@@ -755,59 +783,11 @@ class _Kept:
         self.path.unlink(missing_ok=True)
 
 
-@dataclass
-class _Seen:
-    """Keys of the records kept so far in one file, to drop exact duplicates and repeated uids."""
-
-    records: set[int] = field(default_factory=set)
-    uids: set[int] = field(default_factory=set)
-
-    def new_records(self, block: BlockResult, tally: Tally, banned_titles: np.ndarray | None) -> np.ndarray:
-        """Positions of the block's records to keep, in order. A record is dropped when a record kept
-        before it has the same title and content, or the same uid, or (test file) its title is in
-        `banned_titles` (sorted). Records whose keys occur nowhere else are decided at once; the few
-        others one by one, in file order."""
-        keys = np.frombuffer(block.hash_keys, dtype=np.int64).reshape(-1, 3)
-        record_keys, uid_keys = keys[:, 0].tolist(), keys[:, 1].tolist()
-        seen_records, seen_uids = self.records, self.uids
-        suspect = np.zeros(len(keys), dtype=bool)
-        for column, values, seen in ((0, record_keys, seen_records), (1, uid_keys, seen_uids)):
-            if hits := seen.intersection(values):
-                suspect |= np.isin(keys[:, column], np.fromiter(hits, dtype=np.int64, count=len(hits)))
-            _, inverse, counts = np.unique(keys[:, column], return_inverse=True, return_counts=True)
-            suspect |= counts[inverse] > 1
-        banned = np.zeros(len(keys), dtype=bool)
-        if banned_titles is not None and len(banned_titles):
-            at = np.minimum(np.searchsorted(banned_titles, keys[:, 2]), len(banned_titles) - 1)
-            banned = banned_titles[at] == keys[:, 2]
-        keep = ~suspect & ~banned
-        if banned_count := int((~suspect & banned).sum()):
-            tally.drops[DropReason.TITLE_IN_TRAIN.value] += banned_count
-        for i in np.flatnonzero(suspect).tolist():
-            if record_keys[i] in seen_records:
-                tally.drop(DropReason.DUPLICATE_RECORD)
-            elif uid_keys[i] in seen_uids:
-                tally.drop(DropReason.DUPLICATE_UID)
-            elif banned[i]:
-                tally.drop(DropReason.TITLE_IN_TRAIN)
-            else:
-                seen_records.add(record_keys[i])
-                seen_uids.add(uid_keys[i])
-                keep[i] = True
-        kept = np.flatnonzero(keep)
-        seen_records.update(keys[kept, 0].tolist())
-        seen_uids.update(keys[kept, 1].tolist())
-        return kept
-
-
-def _collect(job: CleanJob, strict: bool, tally: Tally, workers: int, kept: _Kept,
-             banned_titles: np.ndarray | None = None) -> None:
-    """Clean one file into `kept`, dropping exact duplicates (same title and content), repeated uids and
-    titles in `banned_titles` (sorted title keys; the train titles, for the test file).
+def _collect(job: CleanJob, strict: bool, tally: Tally, workers: int, kept: _Kept) -> None:
+    """Clean one file into `kept` (duplicates are dropped afterwards, by `kept.unique`).
 
     Drops and malformed lines are counted in `tally` (strict mode raises at the first malformed line).
     """
-    seen = _Seen()
     for block in _cleaned_blocks(job, workers):
         if strict and block.problems:
             raise MalformedLineError(block.problems[0])
@@ -815,7 +795,7 @@ def _collect(job: CleanJob, strict: bool, tally: Tally, workers: int, kept: _Kep
             tally.drops[reason.value] += count
         tally.problems.extend(block.problems[: max(0, tally.max_problems - len(tally.problems))])
         tally.lines = block.last_line
-        kept.add(block, seen.new_records(block, tally, banned_titles))
+        kept.add(block)
 
 
 def _require_records(tally: Tally, kept: int) -> None:
@@ -955,21 +935,20 @@ def preprocess_files(
     train_kept, test_kept = _Kept(out_dir / ".train.kept.tmp"), _Kept(out_dir / ".test.kept.tmp")
     try:
         _collect(train_job, config.strict, train_tally, workers, train_kept)
+        in_train = train_unique = train_kept.unique(train_tally)
         # One record per title (the longest content), split by uid, sample.
         if config.dedup_titles:
-            in_train = train_kept.longest_per_title()
-            if duplicates := int(train_kept.count - in_train.sum()):
+            in_train = train_kept.longest_per_title(train_unique)
+            if duplicates := int(train_unique.sum() - in_train.sum()):
                 train_tally.drops[DropReason.DUPLICATE_TITLE.value] += duplicates
-        else:
-            in_train = np.ones(train_kept.count, dtype=bool)
         is_val = np.frombuffer(train_kept.split_keys, dtype=np.uint64) < np.uint64(int(config.val_fraction * 2**64))
         candidates = {"train": np.flatnonzero(in_train & ~is_val), "val": np.flatnonzero(in_train & is_val)}
         _require_records(train_tally, len(candidates["train"]) + len(candidates["val"]))
 
-        _collect(test_job, config.strict, test_tally, workers, test_kept,
-                 banned_titles=np.unique(np.frombuffer(train_kept.title_keys, dtype=np.int64)))
-        candidates["test"] = np.arange(test_kept.count)
-        _require_records(test_tally, test_kept.count)
+        _collect(test_job, config.strict, test_tally, workers, test_kept)
+        train_titles = np.unique(np.frombuffer(train_kept.title_keys, dtype=np.int64)[train_unique])
+        candidates["test"] = np.flatnonzero(test_kept.unique(test_tally, banned_titles=train_titles))
+        _require_records(test_tally, len(candidates["test"]))
 
         limits = {"train": config.train_samples, "val": config.val_samples, "test": config.test_samples}
         written, lengths = {}, {}

@@ -403,23 +403,81 @@ def _strip_tags(cps, n):  # type: ignore[no-untyped-def]
 
 
 @_compiled
-def _clean_code_points(cps, n, kinds, his, out, o):  # type: ignore[no-untyped-def]
-    """The rest of data.clean_text on text without references or tags, cps[0:n]: blanks and control
-    characters become one blank, none at the ends; written as UTF-8 to out[o:]. Returns (end in out,
-    characters, 1 if ASCII, 1 if it holds a quote or backslash), or characters -1 when Python must clean it:
-    the boilerplate phrase or a glued sentence is there."""
+def _his_at(cps, i, n, his, ignore_case):  # type: ignore[no-untyped-def]
+    """Whether cps[i:n] starts with his ("his text refers to"), ASCII case ignored if asked."""
+    if i < 0 or i + len(his) > n:
+        return False
+    for j in range(len(his)):
+        c = cps[i + j]
+        if ignore_case and 65 <= c <= 90:
+            c += 32
+        if c != his[j]:
+            return False
+    return True
+
+
+@_compiled
+def _strip_boilerplate(cps, n, kinds, his):  # type: ignore[no-untyped-def]
+    """data.clean_text's boilerplate rule on cps[0:n], in place: when "his text refers to" is there (case
+    kept), every match of data._BOILERPLATE, `(?<!\\s)\\s*-{1,2}\\s*This text refers to[^.]{0,200}\\.`
+    (case ignored), becomes one blank. Returns the new length, or -1 (the Python path decides) for a text
+    holding a character that the regex matches with a letter of the phrase beyond ASCII's case pairs."""
+    gate = False
+    for i in range(n):
+        if cps[i] == 104 and _his_at(cps, i, n, his, False):
+            gate = True
+            break
+    if not gate:
+        return n
+    for i in range(n):
+        if cps[i] == 0x130 or cps[i] == 0x131 or cps[i] == 0x17F:  # İ, ı, ſ: the only non-ASCII characters the
+            return -1  # regex, ignoring case, takes for letters of the phrase (checked over all code points)
+    w, r, q = 0, 0, 0  # written up to w; read up to r; look for the phrase from q
+    while q < n:
+        if not ((cps[q] == 116 or cps[q] == 84) and _his_at(cps, q + 1, n, his, True)):
+            q += 1
+            continue
+        # Left of the phrase: blanks, one or two dashes (the last two of a longer run), and the blanks
+        # before them when the dashes are all there were (the lookbehind: the match starts a blank run).
+        k = q
+        while k > r and kinds[cps[k - 1]] == 1:
+            k -= 1
+        dashes = 0
+        while k - dashes > r and cps[k - dashes - 1] == 45:
+            dashes += 1
+        after = q + len(his) + 1
+        dot = after
+        while dot < n and dot - after <= 200 and cps[dot] != 46:
+            dot += 1
+        if dashes == 0 or dot >= n or cps[dot] != 46 or dot - after > 200:
+            q += 1
+            continue
+        start = k - min(dashes, 2)
+        if dashes <= 2:
+            while start > r and kinds[cps[start - 1]] == 1:
+                start -= 1
+        for j in range(r, start):
+            cps[w] = cps[j]
+            w += 1
+        cps[w] = 32
+        w += 1
+        r = q = dot + 1
+    for j in range(r, n):
+        cps[w] = cps[j]
+        w += 1
+    return w
+
+
+@_compiled
+def _clean_code_points(cps, n, kinds, out, o):  # type: ignore[no-untyped-def]
+    """The rest of data.clean_text on text without references, tags or boilerplate, cps[0:n]: blanks and
+    control characters become one blank, none at the ends; written as UTF-8 to out[o:]. Returns (end in
+    out, characters, 1 if ASCII, 1 if it holds a quote or backslash), or characters -1 when Python must
+    clean it: a glued sentence is there."""
     for i in range(n):
         c = cps[i]
         if (c == 46 or c == 33 or c == 63) and i + 2 < n and 65 <= cps[i + 1] <= 90 and 97 <= cps[i + 2] <= 122:
             return o, -1, 0, 0
-        if c == 104 and i + len(his) <= n:
-            same = True
-            for j in range(len(his)):
-                if cps[i + j] != his[j]:
-                    same = False
-                    break
-            if same:
-                return o, -1, 0, 0
     chars, ascii, escape, gap = 0, 1, 0, 0
     for i in range(n):
         c = cps[i]
@@ -471,7 +529,10 @@ def _field(buf, pos, end, tables, cps, out, o, field, info):  # type: ignore[no-
     if n < 0 or _may_unescape_again(cps, n):
         return -1, o
     n = _strip_tags(cps, n)
-    new_o, chars, ascii, escape = _clean_code_points(cps, n, kinds, his_code_points, out, o)
+    n = _strip_boilerplate(cps, n, kinds, his_code_points)
+    if n < 0:
+        return -1, o
+    new_o, chars, ascii, escape = _clean_code_points(cps, n, kinds, out, o)
     if chars < 0:
         return -1, o
     field[0] = TEXT_IN_CLEANED_TO_ESCAPE if escape else TEXT_IN_CLEANED
