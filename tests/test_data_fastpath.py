@@ -74,8 +74,9 @@ def test_texts_are_cleaned_as_clean_text_cleans_them():
 
 def random_line(rng: random.Random) -> bytes:
     """A line as the dump writes it, or one of the ways a line can differ from that layout."""
-    title = random_text(rng, 6)
-    content = rng.choice([title, title.upper(), " " + title.lower() + " ", "", "   ", random_text(rng, 4),
+    # Some titles and contents clean to nothing without being blank.
+    title = random_text(rng, 6) if rng.random() < 0.9 else rng.choice(["<b>", "<p> </p>", "&nbsp;", "\u200b"])
+    content = rng.choice([title, title.upper(), " " + title.lower() + " ", "", "   ", "<i></i>", random_text(rng, 4),
                           random_text(rng, 40), random_text(rng, 120)])
     record = {"uid": rng.choice(["B0001", " B0002 ", "B 3", "B\u00e94", "", "B\t5"]), "title": title,
               "content": content}
@@ -147,6 +148,31 @@ def test_random_lines_are_decided_as_the_python_path_decides_them():
     assert set(codes) == set(Line)
     assert set(places) == {data_fastpath.TEXT_IN_BLOCK, data_fastpath.TEXT_IN_CLEANED,
                            data_fastpath.TEXT_IN_CLEANED_TO_ESCAPE}
+
+
+def test_long_contents_are_judged_on_their_start_as_the_python_path_judges_them():
+    """Contents past max_content_chars + 2,000 characters that need cleaning: the scan, like clean_record,
+    cleans their start only, and all of them when the start does not settle it (blanks that collapse, a
+    long title, the title again)."""
+    rng = random.Random(6)
+    rules = CleanRules(min_title_chars=3, min_content_chars=12, max_content_chars=80)  # starts of 2,080
+    pieces = ["word ", "Great. ", "é", "&amp; ", "<b>", " -- This text refers to the Paperback edition.", "x" * 40]
+    blanks = [" " * 60, "\u3000" * 60]
+    rare = ['"', "\n", "’", "😀", "\x7f", "Great.Glued "]  # also past the start: only checked to be valid JSON there
+    codes = []
+    for _ in range(10):
+        lines = []
+        for _ in range(60):
+            blank_share = rng.choice([0.0, 0.5, 0.9, 0.97])
+            content = "".join(rng.choice(blanks) if rng.random() < blank_share else rng.choice(pieces)
+                              if rng.random() < 0.995 else rng.choice(rare) for _ in range(rng.randrange(100, 400)))
+            title = rng.choice(["Acme Kettle", "Kettle " * 400, content[:30], content, content.upper()])
+            lines.append(orjson.dumps({"uid": "B1", "title": title, "content": content}) + b"\n")
+        block = b"".join(lines)
+        assert_same(*cleaned_both_ways(block, rules))
+        codes += data_fastpath.scan_block(block, 3, 12, 80)[0].tolist()
+    assert {Line.KEEP, Line.LONG_CONTENT, Line.CONTENT_EQUALS_TITLE} <= set(codes)
+    assert codes.count(Line.LONG_CONTENT) > 100  # decided by the scan, most on their start
 
 
 def test_synthetic_dump_gives_the_same_output_and_most_lines_skip_python(tmp_path):

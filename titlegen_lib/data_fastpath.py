@@ -2,12 +2,13 @@
 
 Most lines of the dump are `{"uid":"…","title":"…","content":"…","target_ind":[…],"target_rel":[…]}`.
 For those, this scan does what `data.clean_text` and `data.clean_record` do: JSON escapes, the HTML
-character references it can be sure of (numeric ones and named ones ending in ";"), tags, blanks and
-control characters; then the length rules. It drops the record with its reason, or gives the spans of the kept
+character references it can be sure of (numeric ones and named ones ending in ";"), tags, the "This text
+refers to" boilerplate, blanks and control characters; then the length rules (a long content judged on its
+start, as clean_record judges it). It drops the record with its reason, or gives the spans of the kept
 record's uid, title and content (in the block when cleaning only strips them, else in a buffer of cleaned
-text). Whatever it cannot be sure of (the "This text refers to" boilerplate, glued sentences, text that
-could need a second unescape, other layouts, malformed lines) is left to the Python path
-(`Line.PYTHON`), which stays the reference: tests check that both give the same output on every line.
+text). Whatever it cannot be sure of (glued sentences, text that could need a second unescape, other
+layouts, malformed lines) is left to the Python path (`Line.PYTHON`), which stays the reference: tests
+check that both give the same output on every line.
 
 numba is optional: data.py uses this scan only when numba is installed and the input is large (compiling
 takes a few seconds the first time; numba caches the result on disk). Without numba the functions run as
@@ -20,6 +21,8 @@ from enum import IntEnum
 from typing import Any, Callable, TypeVar
 
 import numpy as np
+
+from titlegen_lib.data import _CONTROL, _CUT_MARGIN
 
 try:
     from numba import njit
@@ -61,6 +64,7 @@ _SHORT_TITLE, _EQUALS, _SHORT_CONTENT, _LONG_CONTENT = (int(Line.SHORT_TITLE), i
 # (see TEXT_*), for kept records; last the line's start/end (without its line end).
 SPAN_COLUMNS = 10
 TEXT_IN_BLOCK, TEXT_IN_CLEANED, TEXT_IN_CLEANED_TO_ESCAPE = 0, 1, 2  # the last: holds a quote or backslash
+_HEAD_ONLY = 3  # a long content of which only the start was cleaned (data.clean_record's rule for those)
 
 # Per byte: 0 a character with no meaning for cleaning, 1 the closing quote, 2 leave the line to Python
 # (escape, control character, DEL, a byte that cannot start a 1-3 byte UTF-8 character), 3 cleaning would
@@ -99,8 +103,6 @@ def _char_kinds() -> np.ndarray:
     """Per code point below U+10000: 1 whitespace (str.isspace), 2 a control or zero-width character that
     data.clean_text turns into a blank (its _CONTROL), 0 anything else. Cleaning joins runs of 1 and 2 into
     one blank and strips them at the ends."""
-    from titlegen_lib.data import _CONTROL
-
     chars = [chr(code) for code in range(0x10000)]
     return np.array([1 if c.isspace() else 2 if _CONTROL.match(c) else 0 for c in chars], dtype=np.uint8)
 
@@ -142,13 +144,65 @@ def _literal(buf, pos, end, literal):  # type: ignore[no-untyped-def]
 
 
 @_compiled
-def _text(buf, pos, end, byte_class, printable, his, info):  # type: ignore[no-untyped-def]
+def _utf8_char(buf, i, end):  # type: ignore[no-untyped-def]
+    """(code point, length in bytes) of the UTF-8 character at buf[i]; (-1, 0) when it is invalid, an
+    overlong form, a surrogate or 4 bytes long (the Python path judges those)."""
+    c = buf[i]
+    if c < 0x80:
+        return c, 1
+    if 0xC2 <= c <= 0xDF and i + 1 < end and 0x80 <= buf[i + 1] <= 0xBF:
+        return ((c & 0x1F) << 6) | (buf[i + 1] & 0x3F), 2
+    if 0xE0 <= c <= 0xEF and i + 2 < end and 0x80 <= buf[i + 1] <= 0xBF and 0x80 <= buf[i + 2] <= 0xBF:
+        code = ((c & 0x0F) << 12) | ((buf[i + 1] & 0x3F) << 6) | (buf[i + 2] & 0x3F)
+        if code >= 0x800 and not 0xD800 <= code <= 0xDFFF:
+            return code, 3
+    return -1, 0
+
+
+@_compiled
+def _closing_quote(buf, i, end):  # type: ignore[no-untyped-def]
+    """Index of the quote that closes the JSON string body running on from buf[i], or -1 (the Python path
+    decides) at an escape, a control byte, or UTF-8 that is invalid or 4 bytes long."""
+    while i < end:
+        c = buf[i]
+        if c == 34:
+            return i
+        if c < 32 or c == 92:
+            return -1
+        code, length = _utf8_char(buf, i, end)
+        if code < 0:
+            return -1
+        i += length
+    return -1
+
+
+@_compiled
+def _blank_text(buf, a, b):  # type: ignore[no-untyped-def]
+    """1 if the JSON string body buf[a:b] (no escapes, no control bytes) is empty or blanks only, 0 if not,
+    -1 when it holds no printable ASCII but more than blanks (whether that is whitespace: ask _field)."""
+    for i in range(a, b):
+        if 33 <= buf[i] <= 126:
+            return 0
+    for i in range(a, b):
+        if buf[i] != 32:
+            return -1
+    return 1
+
+
+@_compiled
+def _text(buf, pos, end, byte_class, printable, his, info, limit):  # type: ignore[no-untyped-def]
     """Scan a JSON string's body from `pos`. Returns the index of its closing quote, or -1 when the Python
     path must decide (an escape, a control or non-printable character, invalid or 4-byte UTF-8).
-    info[0]: characters; info[1]: 1 when cleaning would change more than the ends; info[2]: 1 if not ASCII."""
+    info[0]: characters; info[1]: 1 when cleaning would change more than the ends; info[2]: 1 if not ASCII.
+    With limit > 0, a text longer than `limit` characters is looked at that far only (info[3] is 1 and
+    info[4] where its first `limit` characters end); the rest is only checked to be valid JSON text."""
     chars, dirty, wide = 0, 0, 0
+    info[3] = 0
     i = pos
     while i < end:
+        if chars == limit > 0 and buf[i] != 34:  # more than `limit` characters
+            info[0], info[1], info[2], info[3], info[4] = chars, dirty, wide, 1, i
+            return _closing_quote(buf, i, end)
         c = buf[i]
         kind = byte_class[c]
         chars += 1
@@ -216,12 +270,15 @@ def _same_ignoring_case(one, a, b, other, c, d):  # type: ignore[no-untyped-def]
 
 
 @_compiled
-def _decode(buf, pos, end, kinds, cps):  # type: ignore[no-untyped-def]
-    """Decode the JSON string whose body starts at buf[pos] into code points cps[0:n]. Returns (index of its
-    closing quote, n, 1 if the text is empty or all whitespace); the quote is -1 for what the Python path
-    must judge: invalid UTF-8, a raw control byte, a 4-byte character, a \\u surrogate, an unknown escape."""
+def _decode(buf, pos, end, kinds, cps, limit):  # type: ignore[no-untyped-def]
+    """Decode the JSON string whose body starts at buf[pos] into code points cps[0:n], the first `limit`
+    only if limit > 0. Returns (index of its closing quote, or where it stopped at the limit, n, 1 if the
+    text is empty or all whitespace); the quote is -1 for what the Python path must judge: invalid UTF-8, a
+    raw control byte, a 4-byte character, a \\u surrogate, an unknown escape."""
     n, blank, i = 0, 1, pos
     while i < end:
+        if n == limit > 0:
+            return i, n, blank
         c = buf[i]
         if c == 34:
             return i, n, blank
@@ -261,19 +318,11 @@ def _decode(buf, pos, end, kinds, cps):  # type: ignore[no-untyped-def]
                 return -1, 0, 0
         elif c < 32:
             return -1, 0, 0
-        elif c < 128:
-            code = c
-            i += 1
-        elif 0xC2 <= c <= 0xDF and i + 1 < end and 0x80 <= buf[i + 1] <= 0xBF:
-            code = ((c & 0x1F) << 6) | (buf[i + 1] & 0x3F)
-            i += 2
-        elif 0xE0 <= c <= 0xEF and i + 2 < end and 0x80 <= buf[i + 1] <= 0xBF and 0x80 <= buf[i + 2] <= 0xBF:
-            code = ((c & 0x0F) << 12) | ((buf[i + 1] & 0x3F) << 6) | (buf[i + 2] & 0x3F)
-            if code < 0x800 or 0xD800 <= code <= 0xDFFF:
-                return -1, 0, 0
-            i += 3
         else:
-            return -1, 0, 0
+            code, length = _utf8_char(buf, i, end)
+            if code < 0:
+                return -1, 0, 0
+            i += length
         if kinds[code] != 1:
             blank = 0
         cps[n] = code
@@ -510,21 +559,31 @@ def _clean_code_points(cps, n, kinds, out, o):  # type: ignore[no-untyped-def]
 
 
 @_compiled
-def _field(buf, pos, end, tables, cps, out, o, field, info):  # type: ignore[no-untyped-def]
+def _field(buf, pos, end, tables, cps, out, o, field, info, head):  # type: ignore[no-untyped-def]
     """Read and clean the title or content whose JSON string body starts at buf[pos]. Returns (index of its
     closing quote or -1 for the Python path, new end of out). field: where the cleaned text is (TEXT_*),
-    its span, characters, 1 if the raw text is empty or all whitespace, 1 if ASCII."""
+    its span, characters, 1 if the raw text is empty or all whitespace, 1 if ASCII. A text that needs
+    cleaning and is longer than head > 0 characters has only its first `head` cleaned (field[0] is
+    _HEAD_ONLY, field[3] those characters less data._CUT_MARGIN), as data.clean_record judges long contents."""
     (byte_class, printable, his, uid_key, title_key, content_key, ind_key, rel_key, number_byte, kinds, names,
      name_starts, name_values, name_buckets, his_code_points) = tables
-    quote = _text(buf, pos, end, byte_class, printable, his, info)
+    quote = _text(buf, pos, end, byte_class, printable, his, info, head)
+    if quote >= 0 and info[3] and info[1] == 0:  # long, and its start needs only stripping
+        a, b = _strip(buf, pos, info[4])
+        field[0], field[1], field[2], field[4], field[5] = _HEAD_ONLY, a, b, 0, 0
+        field[3] = head - (a - pos) - (info[4] - b) - _CUT_MARGIN
+        return quote, o
     if quote >= 0 and info[1] == 0:  # cleaning only strips it: the span in the block
         a, b = _strip(buf, pos, quote)
         field[0], field[1], field[2] = TEXT_IN_BLOCK, a, b
         field[3], field[4], field[5] = info[0] - (a - pos) - (quote - b), 1 if a == b else 0, 1 - info[2]
         return quote, o
-    quote, n, blank = _decode(buf, pos, end, kinds, cps)
-    if quote < 0:
+    limit = head if quote >= 0 and info[3] else 0
+    end_or_stop, n, blank = _decode(buf, pos, end, kinds, cps, limit)
+    if end_or_stop < 0:
         return -1, o
+    if not limit:
+        quote = end_or_stop
     n = _unescape(cps, n, names, name_starts, name_values, name_buckets)
     if n < 0 or _may_unescape_again(cps, n):
         return -1, o
@@ -535,6 +594,9 @@ def _field(buf, pos, end, tables, cps, out, o, field, info):  # type: ignore[no-
     new_o, chars, ascii, escape = _clean_code_points(cps, n, kinds, out, o)
     if chars < 0:
         return -1, o
+    if limit:
+        field[0], field[1], field[2], field[3], field[4], field[5] = _HEAD_ONLY, o, new_o, chars - _CUT_MARGIN, 0, 0
+        return quote, o
     field[0] = TEXT_IN_CLEANED_TO_ESCAPE if escape else TEXT_IN_CLEANED
     field[1], field[2], field[3], field[4], field[5] = o, new_o, chars, blank, ascii
     return quote, new_o
@@ -556,7 +618,7 @@ def _classify(buf, s, e, rules, tables, span, scratch, cps, out, o):  # type: ig
     Cleaned texts are written to out[o:]; returns (code, new end of out)."""
     (byte_class, printable, his, uid_key, title_key, content_key, ind_key, rel_key, number_byte, kinds, names,
      name_starts, name_values, name_buckets, his_code_points) = tables
-    min_title, min_content, max_content = rules
+    min_title, min_content, max_content, head = rules
     blank = True
     for i in range(s, e):
         c = buf[i]
@@ -569,16 +631,22 @@ def _classify(buf, s, e, rules, tables, span, scratch, cps, out, o):  # type: ig
     ua = _literal(buf, s, e, uid_key)
     if ua < 0:
         return _PYTHON, o
-    ub = _text(buf, ua, e, byte_class, printable, his, info)  # the uid: plain text only
+    ub = _text(buf, ua, e, byte_class, printable, his, info, 0)  # the uid: plain text only
     ta = _literal(buf, ub, e, title_key)
     if ub < 0 or ta < 0:
         return _PYTHON, o
     start = o
-    tb, o = _field(buf, ta, e, tables, cps, out, o, title, info)
+    tb, o = _field(buf, ta, e, tables, cps, out, o, title, info, 0)
     ca = _literal(buf, tb, e, content_key)
     if tb < 0 or ca < 0:
         return _PYTHON, start
-    cb, o = _field(buf, ca, e, tables, cps, out, o, content, info)
+    # A blank or short title decides the line whatever the content holds, but for whether it is blank.
+    cb = _closing_quote(buf, ca, e) if title[4] or 0 < title[3] < min_title else -1
+    content[4] = -1 if cb < 0 else _blank_text(buf, ca, cb)
+    if content[4] < 0:
+        cb, o = _field(buf, ca, e, tables, cps, out, o, content, info, head)
+    if cb >= 0 and content[0] == _HEAD_ONLY and not (content[3] > max_content and content[3] > 3 * title[3]):
+        cb, o = _field(buf, ca, e, tables, cps, out, o, content, info, 0)  # its start did not settle it
     if cb < 0:
         return _PYTHON, start
     # What follows the content: "}" or the dump's two label lists, which data.parse_line never parses.
@@ -652,7 +720,8 @@ def scan_block(block: bytes, min_title: int, min_content: int, max_content: int
     """Per line of `block` (whole lines, split as data.split_lines does): a Line code and SPAN_COLUMNS
     numbers; and the cleaned texts that kept records' spans may point into. Without numba this runs as
     plain Python (slow; for tests only)."""
-    return _scan(np.frombuffer(block, dtype=np.uint8), (min_title, min_content, max_content), _TABLES)
+    head = max_content + 2 * _CUT_MARGIN  # data.clean_record's: a longer content is judged on this start
+    return _scan(np.frombuffer(block, dtype=np.uint8), (min_title, min_content, max_content, head), _TABLES)
 
 
 def clean_one_text(json_string: bytes) -> tuple[str, int, bool] | None:
@@ -660,9 +729,9 @@ def clean_one_text(json_string: bytes) -> tuple[str, int, bool] | None:
     text, its length in characters and whether the raw text is blank; None when it leaves the text to the
     Python path. For tests, which compare it with data.clean_text."""
     buf = np.frombuffer(json_string, dtype=np.uint8)
-    field, info = np.zeros(6, dtype=np.int64), np.zeros(3, dtype=np.int64)
+    field, info = np.zeros(6, dtype=np.int64), np.zeros(6, dtype=np.int64)
     cps, out = np.empty(len(buf), dtype=np.int32), np.empty(len(buf), dtype=np.uint8)
-    quote, _ = _field(buf, 1, len(buf), _TABLES, cps, out, 0, field, info)
+    quote, _ = _field(buf, 1, len(buf), _TABLES, cps, out, 0, field, info, 0)
     if quote != len(buf) - 1:
         return None
     text = (json_string if field[0] == TEXT_IN_BLOCK else out.tobytes())[field[1]:field[2]].decode()
