@@ -223,21 +223,12 @@ def _text(buf, pos, end, byte_class, printable, his, info, limit):  # type: igno
             return i - 1
         elif kind == 3:
             dirty = 1
-        elif kind == 5:  # two-byte UTF-8
-            if i >= end or not 0x80 <= buf[i] <= 0xBF:
+        elif kind == 5 or kind == 6:  # the first byte of a two- or three-byte UTF-8 character
+            code, length = _utf8_char(buf, i - 1, end)
+            if code < 0 or not printable[code]:
                 return -1
             wide = 1
-            if not printable[((c & 0x1F) << 6) | (buf[i] & 0x3F)]:
-                return -1
-            i += 1
-        elif kind == 6:  # three-byte UTF-8; the table is False for overlong forms' and surrogates' code points
-            if i + 1 >= end or not (0x80 <= buf[i] <= 0xBF and 0x80 <= buf[i + 1] <= 0xBF):
-                return -1
-            code = ((c & 0x0F) << 12) | ((buf[i] & 0x3F) << 6) | (buf[i + 1] & 0x3F)
-            if code < 0x800 or not printable[code]:
-                return -1
-            wide = 1
-            i += 2
+            i += length - 1
         else:
             return -1
     return -1
