@@ -636,8 +636,8 @@ def _classify(buf, s, e, rules, tables, span, scratch, cps, out, o):  # type: ig
     content[4] = -1 if cb < 0 else _blank_text(buf, ca, cb)
     if content[4] < 0:
         cb, o = _field(buf, ca, e, tables, cps, out, o, content, info, head)
-    if cb >= 0 and content[0] == _HEAD_ONLY and not (content[3] > max_content and content[3] > 3 * title[3]):
-        cb, o = _field(buf, ca, e, tables, cps, out, o, content, info, 0)  # its start did not settle it
+        if cb >= 0 and content[0] == _HEAD_ONLY and not (content[3] > max_content and content[3] > 3 * title[3]):
+            cb, o = _field(buf, ca, e, tables, cps, out, o, content, info, 0)  # its start did not settle it
     if cb < 0:
         return _PYTHON, start
     # What follows the content: "}" or the dump's two label lists, which data.parse_line never parses.
