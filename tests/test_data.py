@@ -389,8 +389,6 @@ def _one_by_one(blocks, banned):
 
 
 def test_deduplication_keeps_the_one_by_one_rule(tmp_path):
-    from array import array
-
     import numpy as np
 
     from titlegen_lib.data import BlockResult, _Kept
@@ -405,9 +403,11 @@ def test_deduplication_keeps_the_one_by_one_rule(tmp_path):
         tally, kept = Tally("x"), _Kept(tmp_path / f"{trial}.tmp")
         for block in blocks:
             rows = b"".join(b"%d\n" % i for i in range(len(block)))
-            stable = array("Q", [v for i in range(len(block)) for v in (0, 0, 1, 1, len(b"%d\n" % i))])
-            kept.add(BlockResult(0, array("q", [k for row in block for k in row]), stable, rows, Counter(), []))
-        mask = kept.unique(tally, np.array(sorted(banned), dtype=np.int64))
+            # keys: record, uid, title as drawn; split and sample keys, title and content characters, row bytes
+            keys = np.array([(*row, 0, 0, 1, 1, len(b"%d\n" % i)) for i, row in enumerate(block)],
+                            dtype=np.uint64).reshape(-1, BlockResult.KEYS)
+            kept.add(BlockResult(0, keys, rows, Counter(), []))
+        mask = kept.unique(tally, np.array(sorted(banned), dtype=np.uint64))
         assert [row for row, keep in zip((row for block in blocks for row in block), mask) if keep] == expected
         assert tally.drops == expected_drops
         kept.remove()

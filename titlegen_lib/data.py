@@ -471,6 +471,20 @@ def sample_key(uid: str, seed: int) -> int:
     return _key64(str(seed), uid)
 
 
+def _hash64(text: str) -> int:
+    """A text's key within a run: BLAKE2b-64 of its UTF-8 bytes, read little-endian (data_fastpath's compiled
+    BLAKE2b gives the same number)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def record_keys(uid: str, title: str, content: str, seed_text: str) -> tuple[int, int, int, int, int]:
+    """A kept record's keys: its title and content (to find duplicate records), its uid (duplicate uids: the
+    split key serves), its case-folded title (duplicate titles; test titles seen in train), its split key
+    and its sample key (see split_of and sample_key)."""
+    split = _key64("split", uid)
+    return _hash64(f"{title}\x00{content}"), split, _hash64(title.casefold()), split, _key64(seed_text, uid)
+
+
 # ---------------------------------------------------------------- the preprocess run
 
 PARALLEL_MIN_BYTES = 32 << 20  # smaller inputs are cleaned in-process: starting workers costs more
@@ -495,18 +509,17 @@ class CleanJob:
 
 @dataclass
 class BlockResult:
-    """What cleaning one block of lines gave, in columns (a few arrays and one bytes object pickle far
-    faster than a million small objects): per kept record its keys and its output row, drop counts, the
-    first problems. Line numbers count from the block's `first_line`."""
+    """What cleaning one block of lines gave, in columns (an array and one bytes object pickle far faster
+    than a million small objects): per kept record its keys and its output row, drop counts, the first
+    problems. Line numbers count from the block's `first_line`."""
 
     last_line: int
-    hash_keys: array  # "q": record (title + content), uid, case-folded title key per kept record
-    stable_keys: array  # "Q": split key, sample key, title chars, content chars, row bytes per kept record
+    keys: np.ndarray  # uint64, a row per kept record: record_keys, title and content characters, row bytes
     rows: bytes  # the kept records as output JSONL rows (`to_example`), one a line
     drops: Counter
     problems: list[LineProblem]
 
-    STABLE = 5  # columns of stable_keys
+    KEYS = 8  # columns of keys
 
     def shifted(self, lines: int) -> "BlockResult":
         """The same result with line numbers `lines` further on (a block cleaned without knowing where it
@@ -522,65 +535,61 @@ def clean_block(first_line: int, block: bytes, job: CleanJob, max_problems: int 
 
     With job.fast_path, data_fastpath's compiled scan cleans and decides the lines it can be sure of; the
     rest go through parse_line and clean_record one by one. Both give the same rows, keys and counts."""
-    hash_keys, stable_keys, rows = array("q"), array("Q"), []
     drops: Counter = Counter()
     problems: list[LineProblem] = []
     seed_text, language, source, rules = str(job.seed), job.language, job.source, job.rules
 
-    def keep(uid: str, title: str, content: str, row: bytes) -> None:
-        # In-run keys use Python's hash: consistent across the forked workers, and 10x cheaper than blake2b.
-        hash_keys.extend((hash((title, content)), hash(uid), hash(title.casefold())))
-        stable_keys.extend((_key64("split", uid), _key64(seed_text, uid), len(title), len(content), len(row) + 1))
-        rows.append(row)
-
-    def clean_line(line_no: int, raw: bytes) -> None:
+    def clean_line(line_no: int, raw: bytes) -> tuple[tuple[int, ...], bytes] | None:
+        """The kept record's keys and row, or None (the drop or problem is counted)."""
         parsed = parse_line(raw, source, line_no)
         if isinstance(parsed, LineProblem):
             drops[parsed.reason] += 1
             if len(problems) < max_problems:
                 problems.append(parsed)
-            return
+            return None
         result = clean_record(parsed, rules)
         if isinstance(result, DropReason):
             drops[result] += 1
-            return
-        keep(*result, orjson.dumps(to_example(result, language)))
+            return None
+        row = orjson.dumps(to_example(result, language)) + b"\n"
+        return (*record_keys(*result, seed_text), len(result.title), len(result.content), len(row)), row
 
     if not job.fast_path:
+        keys, rows = array("Q"), []
         lines = split_lines(block)
         for line_no, raw in enumerate(lines, start=first_line):
-            if raw and not raw.isspace():
-                clean_line(line_no, raw)
-        line_count = len(lines)
-    else:
-        from titlegen_lib import data_fastpath  # imports numba: only for inputs large enough to gain from it
+            if raw and not raw.isspace() and (kept := clean_line(line_no, raw)):
+                keys.extend(kept[0])
+                rows.append(kept[1])
+        return BlockResult(first_line + len(lines) - 1, np.frombuffer(keys, dtype=np.uint64).reshape(
+            -1, BlockResult.KEYS), b"".join(rows), drops, problems)
 
-        codes, spans, cleaned = data_fastpath.scan_block(block, rules.min_title_chars, rules.min_content_chars,
-                                                         rules.max_content_chars)
-        line_count = len(codes)
-        for line, count in zip(data_fastpath.DROPS, np.bincount(codes, minlength=len(data_fastpath.Line))[
-                data_fastpath.DROPS[0]:].tolist()):
-            if count:
-                drops[DropReason[line.name]] += count
-        # A kept record's row is its uid, title and content bytes between the fixed parts of to_example's
-        # row, unless a text holds a quote or backslash, which JSON escapes.
-        head, after_uid, after_title, tail = _row_parts(language)
-        python, keep_code = int(data_fastpath.Line.PYTHON), int(data_fastpath.Line.KEEP)
-        in_block, to_escape = data_fastpath.TEXT_IN_BLOCK, data_fastpath.TEXT_IN_CLEANED_TO_ESCAPE
-        texts = cleaned.tobytes()
-        todo = np.flatnonzero((codes == python) | (codes == keep_code))
-        for i, code, (u0, u1, t0, t1, c0, c1, title_in, content_in, start, end) in zip(
-                todo.tolist(), codes[todo].tolist(), spans[todo].tolist()):
-            if code == python:
-                clean_line(first_line + i, block[start:end])
-                continue
-            uid, title = block[u0:u1], (block if title_in == in_block else texts)[t0:t1]
-            content = (block if content_in == in_block else texts)[c0:c1]
-            record = RawRecord(uid.decode(), title.decode(), content.decode())
-            keep(*record, orjson.dumps(to_example(record, language)) if to_escape in (title_in, content_in)
-                 else b"".join((head, uid, after_uid, title, after_title, content, tail)))
-    joined = b"\n".join(rows) + b"\n" if rows else b""
-    return BlockResult(first_line + line_count - 1, hash_keys, stable_keys, joined, drops, problems)
+    from titlegen_lib import data_fastpath  # imports numba: only for inputs large enough to gain from it
+
+    codes, spans, cleaned = data_fastpath.scan_block(block, rules.min_title_chars, rules.min_content_chars,
+                                                     rules.max_content_chars)
+    for line, count in zip(data_fastpath.DROPS, np.bincount(codes, minlength=len(data_fastpath.Line))[
+            data_fastpath.DROPS[0]:].tolist()):
+        if count:
+            drops[DropReason[line.name]] += count
+    # The scan's kept records come with their keys and rows; the lines it left to Python are cleaned here
+    # and their rows put in between, in line order.
+    all_keys, scan_rows, row_ends = data_fastpath.kept_rows(block, codes, spans, cleaned, seed_text,
+                                                            _row_parts(language))
+    kept = codes == data_fastpath.Line.KEEP
+    for i in np.flatnonzero(kept & (all_keys[:, data_fastpath.TITLE_KEY_IN_PYTHON] == 1)).tolist():
+        t0, t1, title_in = spans[i, 2], spans[i, 3], spans[i, 6]
+        title = bytes((block if title_in == data_fastpath.TEXT_IN_BLOCK else cleaned)[t0:t1]).decode()
+        all_keys[i, 2] = _hash64(title.casefold())
+    pieces, done = [], 0
+    for i in np.flatnonzero(codes == data_fastpath.Line.PYTHON).tolist():
+        if line_kept := clean_line(first_line + i, block[spans[i, 8]:spans[i, 9]]):
+            kept[i] = True
+            all_keys[i, :BlockResult.KEYS] = line_kept[0]
+            pieces += (scan_rows[done:row_ends[i]], line_kept[1])
+            done = row_ends[i]
+    rows = b"".join((*pieces, scan_rows[done:])) if pieces else scan_rows.tobytes()
+    return BlockResult(first_line + len(codes) - 1, all_keys[kept, :BlockResult.KEYS], rows, drops, problems)
 
 
 def read_whole_lines(path: Path, start: int, end: int) -> bytes:
@@ -667,22 +676,19 @@ class _Kept:
         self.path = path
         self.handle: IO[bytes] | None = open(path, "wb", buffering=WRITE_BUFFER)
         self.offsets = array("Q", [0])  # byte offset of record i's row; one more entry than records
+        self.record_keys, self.uid_keys, self.title_keys = array("Q"), array("Q"), array("Q")
         self.split_keys, self.sample_keys = array("Q"), array("Q")
         self.title_chars, self.content_chars = array("Q"), array("Q")
-        self.record_keys, self.uid_keys, self.title_keys = array("q"), array("q"), array("q")
 
     def add(self, block: BlockResult) -> None:
         """Append the block's records (duplicates too: `unique` decides once the whole file is read)."""
         if self.handle is None or not block.rows:
             return
         self.handle.write(block.rows)
-        stable = np.frombuffer(block.stable_keys, dtype=np.uint64).reshape(-1, BlockResult.STABLE)
-        for column, values in enumerate((self.split_keys, self.sample_keys, self.title_chars, self.content_chars)):
-            values.frombytes(stable[:, column].tobytes())
-        keys = np.frombuffer(block.hash_keys, dtype=np.int64).reshape(-1, 3)
-        for column, values in enumerate((self.record_keys, self.uid_keys, self.title_keys)):
-            values.frombytes(keys[:, column].tobytes())
-        self.offsets.frombytes((self.offsets[-1] + np.cumsum(stable[:, 4])).tobytes())
+        for column, values in enumerate((self.record_keys, self.uid_keys, self.title_keys, self.split_keys,
+                                         self.sample_keys, self.title_chars, self.content_chars)):
+            values.frombytes(block.keys[:, column].tobytes())
+        self.offsets.frombytes((self.offsets[-1] + np.cumsum(block.keys[:, 7])).tobytes())
 
     def finish(self) -> None:
         if self.handle is not None:
@@ -693,7 +699,7 @@ class _Kept:
         """Mask of the records `among` (a mask) that have the longest content of their title (the first
         such, on ties)."""
         indices = np.flatnonzero(among)
-        keys = np.frombuffer(self.title_keys, dtype=np.int64)[indices]
+        keys = np.frombuffer(self.title_keys, dtype=np.uint64)[indices]
         chars = np.frombuffer(self.content_chars, dtype=np.uint64)[indices].astype(np.int64)
         order = np.lexsort((indices, -chars, keys))
         first = np.ones(len(keys), dtype=bool)
@@ -707,14 +713,14 @@ class _Kept:
         the same title and content, or the same uid, or (test file) its title is in `banned_titles` (sorted
         title keys). Records whose two keys occur once in the file are decided at once; the others one by
         one, in file order."""
-        record_keys, uid_keys = (np.frombuffer(keys, dtype=np.int64) for keys in (self.record_keys, self.uid_keys))
+        record_keys, uid_keys = (np.frombuffer(keys, dtype=np.uint64) for keys in (self.record_keys, self.uid_keys))
         suspect = np.zeros(len(record_keys), dtype=bool)
         for keys in (record_keys, uid_keys):
             _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
             suspect |= counts[inverse] > 1
         banned = np.zeros(len(record_keys), dtype=bool)
         if banned_titles is not None and len(banned_titles):
-            title_keys = np.frombuffer(self.title_keys, dtype=np.int64)
+            title_keys = np.frombuffer(self.title_keys, dtype=np.uint64)
             at = np.minimum(np.searchsorted(banned_titles, title_keys), len(banned_titles) - 1)
             banned = banned_titles[at] == title_keys
         keep = ~suspect & ~banned
@@ -946,7 +952,7 @@ def preprocess_files(
         _require_records(train_tally, len(candidates["train"]) + len(candidates["val"]))
 
         _collect(test_job, config.strict, test_tally, workers, test_kept)
-        train_titles = np.unique(np.frombuffer(train_kept.title_keys, dtype=np.int64)[train_unique])
+        train_titles = np.unique(np.frombuffer(train_kept.title_keys, dtype=np.uint64)[train_unique])
         candidates["test"] = np.flatnonzero(test_kept.unique(test_tally, banned_titles=train_titles))
         _require_records(test_tally, len(candidates["test"]))
 

@@ -6,12 +6,14 @@ character references it can be sure of (numeric ones and named ones ending in ";
 refers to" boilerplate, blanks and control characters; then the length rules (a long content judged on its
 start, as clean_record judges it). It drops the record with its reason, or gives the spans of the kept
 record's uid, title and content (in the block when cleaning only strips them, else in a buffer of cleaned
-text). Whatever it cannot be sure of (glued sentences, text that could need a second unescape, other
-layouts, malformed lines) is left to the Python path (`Line.PYTHON`), which stays the reference: tests
-check that both give the same output on every line.
+text); `kept_rows` then writes the kept records' output rows and computes their keys (data.record_keys, with
+a compiled BLAKE2b), so Python touches only the other lines. Whatever the scan cannot be sure of (glued
+sentences, text that could need a second unescape, other layouts, malformed lines) is left to the Python
+path (`Line.PYTHON`), which stays the reference: tests check that both give the same output on every line.
 
-numba is optional: data.py uses this scan only when numba is installed and the input is large (compiling
-takes a few seconds the first time; numba caches the result on disk). Without numba the functions run as
+The helpers are compiled without numba's reference counting (see _compiled). numba is optional: data.py
+uses this scan only when numba is installed and the input is large (compiling takes about 20 s the first
+time on this 2-core machine; numba caches the result on disk). Without numba the functions run as
 plain Python, slowly, which the tests can still use.
 """
 
@@ -72,6 +74,10 @@ _SHORT_TITLE, _EQUALS, _SHORT_CONTENT, _LONG_CONTENT = (int(Line.SHORT_TITLE), i
 # (see TEXT_*), for kept records; last the line's start/end (without its line end).
 SPAN_COLUMNS = 10
 TEXT_IN_BLOCK, TEXT_IN_CLEANED, TEXT_IN_CLEANED_TO_ESCAPE = 0, 1, 2  # the last: holds a quote or backslash
+# Per line, for kept records: data.record_keys' columns, then a flag: 1 when the title is not ASCII, so its
+# case-folded key is left to Python (str.casefold).
+KEY_COLUMNS = 9
+TITLE_KEY_IN_PYTHON = 8
 _HEAD_ONLY = 3  # a long content of which only the start was cleaned (data.clean_record's rule for those)
 
 # Per byte: 0 a character with no meaning for cleaning, 1 the closing quote, 2 leave the line to Python
@@ -103,6 +109,7 @@ _TITLE = np.frombuffer(b'","title":"', dtype=np.uint8)
 _CONTENT = np.frombuffer(b'","content":"', dtype=np.uint8)
 _TARGET_IND = np.frombuffer(b',"target_ind":[', dtype=np.uint8)
 _TARGET_REL = np.frombuffer(b'],"target_rel":[', dtype=np.uint8)
+_SPLIT = np.frombuffer(b"split", dtype=np.uint8)  # data.split_of's key prefix
 _NUMBER_BYTE = np.zeros(256, dtype=np.bool_)  # what a list of numbers is written with
 _NUMBER_BYTE[np.frombuffer(b"0123456789.eE+-, ", dtype=np.uint8)] = True
 
@@ -612,8 +619,8 @@ def _labels(buf, pos, end, number_byte):  # type: ignore[no-untyped-def]
 
 
 @_compiled
-def _classify(buf, s, e, rules, tables, span, scratch, cps, out, o):  # type: ignore[no-untyped-def]
-    """Decide the line buf[s:e] (see Line); for KEEP, span[0:8] gets the kept record (see SPAN_COLUMNS).
+def _classify(buf, s, e, rules, tables, spans, line, scratch, cps, out, o):  # type: ignore[no-untyped-def]
+    """Decide the line buf[s:e] (see Line); for KEEP, spans[line, 0:8] get the kept record (see SPAN_COLUMNS).
     Cleaned texts are written to out[o:]; returns (code, new end of out)."""
     (byte_class, printable, his, uid_key, title_key, content_key, ind_key, rel_key, number_byte, kinds, names,
      name_starts, name_values, name_buckets, his_code_points) = tables
@@ -678,21 +685,16 @@ def _classify(buf, s, e, rules, tables, span, scratch, cps, out, o):  # type: ig
         return _SHORT_CONTENT, start
     if n_content > max_content:
         return _LONG_CONTENT, start
-    span[0], span[1] = _strip(buf, ua, ub)
-    span[2], span[3], span[4], span[5] = title[1], title[2], content[1], content[2]
-    span[6], span[7] = title[0], content[0]
+    spans[line, 0], spans[line, 1] = _strip(buf, ua, ub)
+    spans[line, 2], spans[line, 3], spans[line, 4], spans[line, 5] = title[1], title[2], content[1], content[2]
+    spans[line, 6], spans[line, 7] = title[0], content[0]
     return _KEEP, o
 
 
 @_compiled_allocating
-def _scan(buf, rules, tables):  # type: ignore[no-untyped-def]
-    """scan_block on the block's bytes."""
-    lines = 0
-    for i in range(len(buf)):
-        if buf[i] == 10:
-            lines += 1
-    if len(buf) and buf[len(buf) - 1] != 10:
-        lines += 1
+def _scan(buf, ends, rules, tables):  # type: ignore[no-untyped-def]
+    """scan_block on the block's bytes; ends: where each line ends (its LF, or the block's end)."""
+    lines = len(ends)
     codes = np.empty(lines, dtype=np.int8)
     spans = np.zeros((lines, SPAN_COLUMNS), dtype=np.int64)
     scratch = np.zeros((3, 6), dtype=np.int64)
@@ -700,14 +702,273 @@ def _scan(buf, rules, tables):  # type: ignore[no-untyped-def]
     out = np.empty(len(buf), dtype=np.uint8)  # cleaned texts: never longer than their JSON
     o, start = 0, 0
     for line in range(lines):
-        end = start
-        while end < len(buf) and buf[end] != 10:
-            end += 1
+        end = ends[line]
         stop = end - 1 if end > start and buf[end - 1] == 13 else end  # a CRLF line end
         spans[line, 8], spans[line, 9] = start, stop
-        codes[line], o = _classify(buf, start, stop, rules, tables, spans[line], scratch, cps, out, o)
+        codes[line], o = _classify(buf, start, stop, rules, tables, spans, line, scratch, cps, out, o)
         start = end + 1
     return codes, spans, out[:o]
+
+
+# ---------------------------------------------------------------- kept records: keys and output rows
+
+# BLAKE2b with an 8-byte digest (hashlib.blake2b(data, digest_size=8)), which data.py's keys are made of.
+_BLAKE2B_IV = np.array([0x6A09E667F3BCC908, 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B, 0xA54FF53A5F1D36F1,
+                        0x510E527FADE682D1, 0x9B05688C2B3E6C1F, 0x1F83D9ABFB41BD6B, 0x5BE0CD19137E2179],
+                       dtype=np.uint64)
+
+
+@_compiled
+def _rotr(x, n):  # type: ignore[no-untyped-def]
+    return (x >> np.uint64(n)) | (x << np.uint64(64 - n))
+
+
+@_compiled
+def _mix(a, b, c, d, x, y):  # type: ignore[no-untyped-def]
+    """BLAKE2b's G function."""
+    a = a + b + x
+    d = _rotr(d ^ a, 32)
+    c = c + d
+    b = _rotr(b ^ c, 24)
+    a = a + b + y
+    d = _rotr(d ^ a, 16)
+    c = c + d
+    b = _rotr(b ^ c, 63)
+    return a, b, c, d
+
+
+@_compiled
+def _round(v, x):  # type: ignore[no-untyped-def]
+    """One BLAKE2b round on the state v, with the message words x in that round's order."""
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15 = v
+    v0, v4, v8, v12 = _mix(v0, v4, v8, v12, x[0], x[1])
+    v1, v5, v9, v13 = _mix(v1, v5, v9, v13, x[2], x[3])
+    v2, v6, v10, v14 = _mix(v2, v6, v10, v14, x[4], x[5])
+    v3, v7, v11, v15 = _mix(v3, v7, v11, v15, x[6], x[7])
+    v0, v5, v10, v15 = _mix(v0, v5, v10, v15, x[8], x[9])
+    v1, v6, v11, v12 = _mix(v1, v6, v11, v12, x[10], x[11])
+    v2, v7, v8, v13 = _mix(v2, v7, v8, v13, x[12], x[13])
+    v3, v4, v9, v14 = _mix(v3, v4, v9, v14, x[14], x[15])
+    return v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15
+
+
+@_compiled
+def _compress(h, m, count, last):  # type: ignore[no-untyped-def]
+    """BLAKE2b's compression of the 16 message words m into the hash state h; count: bytes hashed so far."""
+    iv = _BLAKE2B_IV
+    v = (h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], iv[0], iv[1], iv[2], iv[3], iv[4] ^ count, iv[5],
+         ~iv[6] if last else iv[6], iv[7])
+    # The 12 rounds, written out so that every word stays in a register: each takes the words in the
+    # order of its row of BLAKE2b's SIGMA table (rounds 11 and 12 repeat the first two rows).
+    v = _round(v, (m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11], m[12], m[13], m[14],
+                   m[15]))
+    v = _round(v, (m[14], m[10], m[4], m[8], m[9], m[15], m[13], m[6], m[1], m[12], m[0], m[2], m[11], m[7], m[5],
+                   m[3]))
+    v = _round(v, (m[11], m[8], m[12], m[0], m[5], m[2], m[15], m[13], m[10], m[14], m[3], m[6], m[7], m[1], m[9],
+                   m[4]))
+    v = _round(v, (m[7], m[9], m[3], m[1], m[13], m[12], m[11], m[14], m[2], m[6], m[5], m[10], m[4], m[0], m[15],
+                   m[8]))
+    v = _round(v, (m[9], m[0], m[5], m[7], m[2], m[4], m[10], m[15], m[14], m[1], m[11], m[12], m[6], m[8], m[3],
+                   m[13]))
+    v = _round(v, (m[2], m[12], m[6], m[10], m[0], m[11], m[8], m[3], m[4], m[13], m[7], m[5], m[15], m[14], m[1],
+                   m[9]))
+    v = _round(v, (m[12], m[5], m[1], m[15], m[14], m[13], m[4], m[10], m[0], m[7], m[6], m[3], m[9], m[2], m[8],
+                   m[11]))
+    v = _round(v, (m[13], m[11], m[7], m[14], m[12], m[1], m[3], m[9], m[5], m[0], m[15], m[4], m[8], m[6], m[2],
+                   m[10]))
+    v = _round(v, (m[6], m[15], m[14], m[9], m[11], m[3], m[0], m[8], m[12], m[2], m[13], m[7], m[1], m[4], m[10],
+                   m[5]))
+    v = _round(v, (m[10], m[2], m[8], m[4], m[7], m[6], m[1], m[5], m[15], m[11], m[9], m[14], m[3], m[12], m[13],
+                   m[0]))
+    v = _round(v, (m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11], m[12], m[13], m[14],
+                   m[15]))
+    v = _round(v, (m[14], m[10], m[4], m[8], m[9], m[15], m[13], m[6], m[1], m[12], m[0], m[2], m[11], m[7], m[5],
+                   m[3]))
+    for i in range(8):
+        h[i] ^= v[i] ^ v[i + 8]
+
+
+@_compiled
+def _word(data, p, n):  # type: ignore[no-untyped-def]
+    """The little-endian word of data[p:p + n] (n <= 8; n <= 0 gives 0, the zero padding)."""
+    w = np.uint64(0)
+    for k in range(min(n, 8)):
+        w |= np.uint64(data[p + k]) << np.uint64(8 * k)
+    return w
+
+
+@_compiled
+def _blake2b64(data, a, b, h):  # type: ignore[no-untyped-def]
+    """hashlib.blake2b(data[a:b], digest_size=8).digest() read as a little-endian uint64; h: 8 words of
+    scratch."""
+    for i in range(8):
+        h[i] = _BLAKE2B_IV[i]
+    h[0] ^= np.uint64(0x01010008)  # digest length 8, no key, fanout 1, depth 1
+    pos = a
+    while True:
+        n = b - pos
+        m = (_word(data, pos, n), _word(data, pos + 8, n - 8), _word(data, pos + 16, n - 16),
+             _word(data, pos + 24, n - 24), _word(data, pos + 32, n - 32), _word(data, pos + 40, n - 40),
+             _word(data, pos + 48, n - 48), _word(data, pos + 56, n - 56), _word(data, pos + 64, n - 64),
+             _word(data, pos + 72, n - 72), _word(data, pos + 80, n - 80), _word(data, pos + 88, n - 88),
+             _word(data, pos + 96, n - 96), _word(data, pos + 104, n - 104), _word(data, pos + 112, n - 112),
+             _word(data, pos + 120, n - 120))
+        last = n <= 128
+        pos += min(n, 128)
+        _compress(h, m, np.uint64(pos - a), last)
+        if last:
+            return h[0]
+
+
+@_compiled
+def _byteswap(x):  # type: ignore[no-untyped-def]
+    """The uint64 with x's bytes in the other order (a digest read big-endian, as data._key64 reads it)."""
+    y = np.uint64(0)
+    for _ in range(8):
+        y = (y << np.uint64(8)) | (x & np.uint64(0xFF))
+        x >>= np.uint64(8)
+    return y
+
+
+if njit is not None:
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _memcpy(typingctx, dst, o, src, a, n):  # type: ignore[no-untyped-def]
+        """dst[o:o + n] = src[a:a + n] with LLVM's memcpy (a byte loop in numba runs ~20x slower: it cannot
+        tell that the arrays do not overlap)."""
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            target = context.make_array(signature.args[0])(context, builder, args[0])
+            source = context.make_array(signature.args[2])(context, builder, args[2])
+            cgutils.raw_memcpy(builder, builder.gep(target.data, [args[1]]), builder.gep(source.data, [args[3]]),
+                               args[4], 1)
+            return context.get_dummy_value()
+
+        return types.none(dst, o, src, a, n), codegen
+else:
+    def _memcpy(dst, o, src, a, n):  # type: ignore[no-untyped-def]
+        dst[o:o + n] = src[a:a + n]
+
+
+@_compiled
+def _copy(dst, o, src, a, b):  # type: ignore[no-untyped-def]
+    """dst[o:] = src[a:b]; returns where it ends in dst."""
+    _memcpy(dst, o, src, a, b - a)
+    return o + b - a
+
+
+@_compiled
+def _copy_escaped(dst, o, src, a, b, escape):  # type: ignore[no-untyped-def]
+    """src[a:b] into dst[o:] as the body of a JSON string; with `escape`, quotes and backslashes get their
+    backslash (cleaned texts hold no control character: cleaning made them blanks). Returns the new end."""
+    if not escape:
+        return _copy(dst, o, src, a, b)
+    for i in range(a, b):
+        c = src[i]
+        if c == 34 or c == 92:
+            dst[o] = 92
+            o += 1
+        dst[o] = c
+        o += 1
+    return o
+
+
+@_compiled
+def _escaped_length(src, a, b, escape):  # type: ignore[no-untyped-def]
+    n = b - a
+    if escape:
+        for i in range(a, b):
+            if src[i] == 34 or src[i] == 92:
+                n += 1
+    return n
+
+
+@_compiled
+def _characters(src, a, b):  # type: ignore[no-untyped-def]
+    """Characters in the UTF-8 text src[a:b] (its bytes that do not continue a character)."""
+    n = 0
+    for i in range(a, b):
+        if src[i] & 0xC0 != 0x80:
+            n += 1
+    return n
+
+
+@_compiled
+def _prefixed_key(prefix, text, a, b, scratch, h):  # type: ignore[no-untyped-def]
+    """data._key64(prefix, text): BLAKE2b-64 of prefix, a zero byte and text[a:b], read big-endian."""
+    o = _copy(scratch, 0, prefix, 0, len(prefix))
+    scratch[o] = 0
+    o = _copy(scratch, o + 1, text, a, b)
+    return _byteswap(_blake2b64(scratch, 0, o, h))
+
+
+@_compiled
+def _kept_spans(spans, line):  # type: ignore[no-untyped-def]
+    """A kept line's uid, title and content spans and where its title and content are (SPAN_COLUMNS)."""
+    return (spans[line, 0], spans[line, 1], spans[line, 2], spans[line, 3], spans[line, 4], spans[line, 5],
+            spans[line, 6], spans[line, 7])
+
+
+@_compiled_allocating
+def _kept_rows(buf, codes, spans, cleaned, parts, part_ends, split, seed):  # type: ignore[no-untyped-def]
+    """kept_rows on the block's bytes; parts: data._row_parts joined, part_ends: where each ends."""
+    lines = len(codes)
+    keys = np.zeros((lines, KEY_COLUMNS), dtype=np.uint64)
+    row_ends = np.zeros(lines, dtype=np.int64)
+    prefix = max(len(split), len(seed)) + 1
+    size, longest = 0, prefix
+    for line in range(lines):
+        if codes[line] == _KEEP:
+            u0, u1, t0, t1, c0, c1, title_in, content_in = _kept_spans(spans, line)
+            title = buf if title_in == TEXT_IN_BLOCK else cleaned
+            content = buf if content_in == TEXT_IN_BLOCK else cleaned
+            size += (part_ends[3] + 1 + u1 - u0
+                     + _escaped_length(title, t0, t1, title_in == TEXT_IN_CLEANED_TO_ESCAPE)
+                     + _escaped_length(content, c0, c1, content_in == TEXT_IN_CLEANED_TO_ESCAPE))
+            longest = max(longest, t1 - t0 + 1 + c1 - c0, prefix + u1 - u0)
+    rows = np.empty(size, dtype=np.uint8)
+    scratch = np.empty(longest, dtype=np.uint8)
+    h = np.empty(8, dtype=np.uint64)
+    o = 0
+    for line in range(lines):
+        if codes[line] == _KEEP:
+            u0, u1, t0, t1, c0, c1, title_in, content_in = _kept_spans(spans, line)
+            title = buf if title_in == TEXT_IN_BLOCK else cleaned
+            content = buf if content_in == TEXT_IN_BLOCK else cleaned
+            start = o
+            o = _copy(rows, o, parts, 0, part_ends[0])
+            o = _copy(rows, o, buf, u0, u1)
+            o = _copy(rows, o, parts, part_ends[0], part_ends[1])
+            o = _copy_escaped(rows, o, title, t0, t1, title_in == TEXT_IN_CLEANED_TO_ESCAPE)
+            o = _copy(rows, o, parts, part_ends[1], part_ends[2])
+            o = _copy_escaped(rows, o, content, c0, c1, content_in == TEXT_IN_CLEANED_TO_ESCAPE)
+            o = _copy(rows, o, parts, part_ends[2], part_ends[3])
+            rows[o] = 10
+            o += 1
+            # data.record_keys: title + NUL + content; the case-folded title (ASCII only: else Python)
+            n = _copy(scratch, 0, title, t0, t1)
+            scratch[n] = 0
+            n = _copy(scratch, n + 1, content, c0, c1)
+            keys[line, 0] = _blake2b64(scratch, 0, n, h)
+            keys[line, 3] = _prefixed_key(split, buf, u0, u1, scratch, h)
+            keys[line, 1] = keys[line, 3]
+            ascii = True
+            for i in range(t0, t1):
+                c = title[i]
+                ascii &= c < 128
+                scratch[i - t0] = c + 32 if 65 <= c <= 90 else c
+            if ascii:
+                keys[line, 2] = _blake2b64(scratch, 0, t1 - t0, h)
+            else:
+                keys[line, TITLE_KEY_IN_PYTHON] = 1
+            keys[line, 4] = _prefixed_key(seed, buf, u0, u1, scratch, h)
+            keys[line, 5] = _characters(title, t0, t1)
+            keys[line, 6] = _characters(content, c0, c1)
+            keys[line, 7] = o - start
+        row_ends[line] = o
+    return keys, rows, row_ends
 
 
 _TABLES = (_BYTE_CLASS, _PRINTABLE, _HIS, _UID, _TITLE, _CONTENT, _TARGET_IND, _TARGET_REL, _NUMBER_BYTE, _CHAR_KIND,
@@ -720,7 +981,23 @@ def scan_block(block: bytes, min_title: int, min_content: int, max_content: int
     numbers; and the cleaned texts that kept records' spans may point into. Without numba this runs as
     plain Python (slow; for tests only)."""
     head = max_content + 2 * _CUT_MARGIN  # data.clean_record's: a longer content is judged on this start
-    return _scan(np.frombuffer(block, dtype=np.uint8), (min_title, min_content, max_content, head), _TABLES)
+    buf = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(buf == 10)  # numpy's vectorised search: faster than a loop in the scan
+    if len(block) and block[-1] != 10:
+        ends = np.append(ends, len(block))
+    return _scan(buf, ends, (min_title, min_content, max_content, head), _TABLES)
+
+
+def kept_rows(block: bytes, codes: np.ndarray, spans: np.ndarray, cleaned: np.ndarray, seed_text: str,
+              row_parts: tuple[bytes, bytes, bytes, bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For scan_block's KEEP lines: their keys (data.record_keys' columns, then the TITLE_KEY_IN_PYTHON flag;
+    zeros on other lines), their output rows (data.to_example's JSON, each with its line end, joined in line
+    order: row_parts are that row's fixed parts, from data._row_parts) and per line where the rows up to it
+    end."""
+    part_ends = np.cumsum([len(part) for part in row_parts])
+    return _kept_rows(np.frombuffer(block, dtype=np.uint8), codes, spans, cleaned,
+                      np.frombuffer(b"".join(row_parts), dtype=np.uint8), part_ends, _SPLIT,
+                      np.frombuffer(seed_text.encode(), dtype=np.uint8))
 
 
 def clean_one_text(json_string: bytes) -> tuple[str, int, bool] | None:
@@ -739,4 +1016,5 @@ def clean_one_text(json_string: bytes) -> tuple[str, int, bool] | None:
 
 def warm_up() -> None:
     """Compile the scan, or load it from numba's cache (before worker processes fork, so they do not each)."""
-    scan_block(b"\n", 1, 1, 1)
+    line = b'{"uid":"B1","title":"Acme","content":"Kettle"}\n'
+    kept_rows(line, *scan_block(line, 1, 1, 10), "0", (b"", b"", b"", b""))
