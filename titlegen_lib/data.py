@@ -6,6 +6,7 @@ is counted under a `DropReason`, and every malformed line is reported with its f
 
 from __future__ import annotations
 
+import glob
 import gzip
 import hashlib
 import html
@@ -19,6 +20,7 @@ import zipfile
 import zlib
 from array import array
 from collections import Counter, deque
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -515,9 +517,10 @@ class BlockResult:
 
     last_line: int
     keys: np.ndarray  # uint64, a row per kept record: record_keys, title and content characters, row bytes
-    rows: bytes  # the kept records as output JSONL rows (`to_example`), one a line
+    rows: bytes  # the kept records as output JSONL rows (`to_example`), one a line; b"" once spooled
     drops: Counter
     problems: list[LineProblem]
+    spool: tuple[Path, int] | None = None  # where a worker wrote the rows instead: its spool file, offset
 
     KEYS = 8  # columns of keys
 
@@ -616,14 +619,35 @@ def clean_range(start: int, end: int, job: CleanJob) -> BlockResult:
     return clean_block(1, read_whole_lines(job.source.path, start, end), job)
 
 
+_SPOOLS: dict[Path, int] = {}  # in a worker process: its spool files, open
+
+
+def _clean_in_worker(function: Callable[..., BlockResult], args: tuple[Any, ...], spool: Path) -> BlockResult:
+    """Run a cleaning task in a worker process and write the block's rows to this process's spool file
+    (`spool` with the process id appended): the main process gets only where they are, so a 1 GB output
+    does not go through the pipe and the main process, which is busy already."""
+    result = function(*args)
+    if result.rows:
+        path = spool.with_name(f"{spool.name}.{os.getpid()}")
+        if path not in _SPOOLS:
+            _SPOOLS[path] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = _SPOOLS[path]
+        offset, rows = os.lseek(fd, 0, os.SEEK_CUR), memoryview(result.rows)
+        while rows:
+            rows = rows[os.write(fd, rows):]
+        result.rows, result.spool = b"", (path, offset)
+    return result
+
+
 def _input_bytes(source: InputFile) -> int:
     return source.path.stat().st_size if source.path.is_file() else 0
 
 
-def _cleaned_blocks(job: CleanJob, workers: int) -> Iterator[BlockResult]:
+def _cleaned_blocks(job: CleanJob, workers: int, spool: Path) -> Iterator[BlockResult]:
     """Blocks cleaned in file order, by `workers` forked processes for large files; at most 2 blocks a
     worker in flight, so memory stays bounded however large the file is. Workers read a plain file
-    themselves (the main process only cuts it into byte ranges); a compressed one is decompressed here."""
+    themselves (the main process only cuts it into byte ranges; a compressed one is decompressed here)
+    and write their rows to spool files named after `spool` (see _clean_in_worker)."""
     source, size = job.source, _input_bytes(job.source)
     forkable = "fork" in multiprocessing.get_all_start_methods()  # workers must share the hash seed
     if workers <= 1 or not forkable or size < PARALLEL_MIN_BYTES:
@@ -653,42 +677,48 @@ def _cleaned_blocks(job: CleanJob, workers: int) -> Iterator[BlockResult]:
             return result
 
         for function, args in tasks:
-            pending.append(pool.apply_async(function, args))
+            pending.append(pool.apply_async(_clean_in_worker, (function, args, spool)))
             while pending and (len(pending) >= 2 * workers or pending[0].ready()):
                 yield oldest()
         while pending:
             yield oldest()
 
 
-def _runs(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First and last index of each run of consecutive values in `indices` (so a run is copied at once)."""
-    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
-    return (indices[np.concatenate(([0], breaks))],
-            indices[np.concatenate((breaks - 1, [len(indices) - 1]))])
-
-
 class _Kept:
     """One file's records that survived cleaning, duplicates included (`unique` finds them once the whole
-    file is read): their output rows in a temporary file (file order; a full 1.9 GB train file never sits
-    in memory) and, in memory, a few numbers each."""
+    file is read): their output rows in temporary files (a full 1.9 GB train file never sits in memory):
+    `path` for blocks cleaned in this process, the workers' spool files for theirs; in memory, a few
+    numbers each."""
 
     def __init__(self, path: Path):
         self.path = path
         self.handle: IO[bytes] | None = open(path, "wb", buffering=WRITE_BUFFER)
-        self.offsets = array("Q", [0])  # byte offset of record i's row; one more entry than records
+        self.files = [path]  # where rows are: this process's file, then the workers' spool files
+        self.written = 0  # bytes written to `path`
+        self.file_of, self.starts, self.row_bytes = array("H"), array("Q"), array("Q")  # each record's row
         self.record_keys, self.uid_keys, self.title_keys = array("Q"), array("Q"), array("Q")
         self.split_keys, self.sample_keys = array("Q"), array("Q")
         self.title_chars, self.content_chars = array("Q"), array("Q")
 
     def add(self, block: BlockResult) -> None:
         """Append the block's records (duplicates too: `unique` decides once the whole file is read)."""
-        if self.handle is None or not block.rows:
+        if self.handle is None or not len(block.keys):
             return
-        self.handle.write(block.rows)
+        if block.spool is None:
+            file, start = 0, self.written
+            self.handle.write(block.rows)
+            self.written += len(block.rows)
+        else:
+            path, start = block.spool
+            if path not in self.files:
+                self.files.append(path)
+            file = self.files.index(path)
         for column, values in enumerate((self.record_keys, self.uid_keys, self.title_keys, self.split_keys,
-                                         self.sample_keys, self.title_chars, self.content_chars)):
+                                         self.sample_keys, self.title_chars, self.content_chars, self.row_bytes)):
             values.frombytes(block.keys[:, column].tobytes())
-        self.offsets.frombytes((self.offsets[-1] + np.cumsum(block.keys[:, 7])).tobytes())
+        ends = start + np.cumsum(block.keys[:, 7])
+        self.starts.frombytes((ends - block.keys[:, 7]).tobytes())
+        self.file_of.frombytes(np.full(len(ends), file, dtype=np.uint16).tobytes())
 
     def finish(self) -> None:
         if self.handle is not None:
@@ -754,39 +784,46 @@ class _Kept:
         return candidates[np.lexsort((candidates, keys))]
 
     def copy_rows(self, indices: np.ndarray, out: IO[bytes]) -> None:
-        """Write the rows at `indices`, in that order; runs of consecutive records are copied as one range."""
+        """Write the rows at `indices`, in that order; rows that follow each other in the same file are
+        copied as one range."""
         self.finish()
         if not len(indices):
             return
-        offsets = np.frombuffer(self.offsets, dtype=np.uint64)
-        firsts, lasts = _runs(indices)
-        # In file order, read a few MB at a time and write what it holds of the rows at once; a sample
-        # (random order) is read row by row.
+        files = np.frombuffer(self.file_of, dtype=np.uint16)[indices]
+        starts = np.frombuffer(self.starts, dtype=np.uint64)[indices]
+        ends = starts + np.frombuffer(self.row_bytes, dtype=np.uint64)[indices]
+        firsts = np.flatnonzero(np.concatenate(([True], (files[1:] != files[:-1]) | (starts[1:] != ends[:-1]))))
+        lasts = np.append(firsts[1:] - 1, len(indices) - 1)
+        # In file order, read a few MB of a file at a time and write what it holds of the rows at once; a
+        # sample (random order) is read row by row.
         in_order = bool(np.all(np.diff(indices) > 0))
-        window, window_start, pieces = memoryview(b""), 0, []
-        with open(self.path, "rb") as handle:
-            fd = handle.fileno()
-            for start, end in zip(offsets[firsts].tolist(), offsets[lasts + 1].tolist()):
+        windows: dict[int, tuple[int, memoryview]] = {}  # per file: where its window starts, and its bytes
+        pieces: list[memoryview] = []
+        with ExitStack() as stack:
+            fds = [stack.enter_context(open(path, "rb")).fileno() for path in self.files]
+            for file, start, end in zip(files[firsts].tolist(), starts[firsts].tolist(), ends[lasts].tolist()):
+                window_start, window = windows.get(file, (0, memoryview(b"")))
                 if end - window_start > len(window) or start < window_start:
                     out.write(b"".join(pieces))
                     size = max(end - start, WRITE_BUFFER) if in_order else end - start
-                    window, window_start, pieces = memoryview(os.pread(fd, size, start)), start, []
+                    window_start, window, pieces = start, memoryview(os.pread(fds[file], size, start)), []
+                    windows[file] = window_start, window
                 pieces.append(window[start - window_start:end - window_start])
             out.write(b"".join(pieces))
 
     def rows(self, indices: np.ndarray) -> Iterator[tuple[int, bytes]]:
         """(index, row) for the records at `indices`, in that order."""
         self.finish()
-        offsets = np.frombuffer(self.offsets, dtype=np.uint64)
-        with open(self.path, "rb") as handle:
-            fd = handle.fileno()
+        with ExitStack() as stack:
+            fds = [stack.enter_context(open(path, "rb")).fileno() for path in self.files]
             for i in indices.tolist():
-                start, end = int(offsets[i]), int(offsets[i + 1])
-                yield i, os.pread(fd, end - start, start)
+                yield i, os.pread(fds[self.file_of[i]], self.row_bytes[i], self.starts[i])
 
     def remove(self) -> None:
+        """Delete the temporary files, the spool files of workers whose rows never arrived included."""
         self.finish()
-        self.path.unlink(missing_ok=True)
+        for path in {*self.files, *self.path.parent.glob(glob.escape(self.path.name) + ".*")}:
+            path.unlink(missing_ok=True)
 
 
 def _collect(job: CleanJob, strict: bool, tally: Tally, workers: int, kept: _Kept) -> None:
@@ -794,7 +831,7 @@ def _collect(job: CleanJob, strict: bool, tally: Tally, workers: int, kept: _Kep
 
     Drops and malformed lines are counted in `tally` (strict mode raises at the first malformed line).
     """
-    for block in _cleaned_blocks(job, workers):
+    for block in _cleaned_blocks(job, workers, kept.path):
         if strict and block.problems:
             raise MalformedLineError(block.problems[0])
         for reason, count in block.drops.items():
