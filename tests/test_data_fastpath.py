@@ -201,6 +201,9 @@ def test_preprocess_with_the_scan_writes_the_same_files(tmp_path, offline_config
     for split in ("train", "val", "test"):
         assert fast.paths[split].read_bytes() == python.paths[split].read_bytes()
     assert fast.summary["files"] == python.summary["files"]
+    # The workers' spool files (rows written by each worker) and the main process's temporary files are gone.
+    assert sorted(path.name for path in (tmp_path / "fast").iterdir()) == ["summary.json", "test.jsonl",
+                                                                          "train.jsonl", "val.jsonl"]
 
 
 def test_small_files_or_no_numba_use_the_python_path(tmp_path, monkeypatch):
