@@ -95,7 +95,7 @@ def random_line(rng: random.Random) -> bytes:
     elif variant < 0.08:
         line = rng.choice([b"", b"   ", b"\t", b"[1,2]", b'{"uid":"B1","title":7,"content":"x"}',
                            b'{"title":"Acme Kettle","uid":"B1","content":"A kettle."}', b" " + line])
-    return line + rng.choice([b"\n", b"\r\n"])
+    return line + rng.choice([b"\n", b"\r\n", b"\n", b"\r\n", b"\r\r\n", b"\rx\n", b" \n"])
 
 
 def random_boilerplate_text(rng: random.Random) -> str:

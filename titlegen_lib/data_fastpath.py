@@ -633,18 +633,18 @@ def _labels(buf, pos, end, number_byte):  # type: ignore[no-untyped-def]
 
 @_compiled
 def _classify(buf, s, e, rules, tables, phrases, spans, line, scratch, cps, out, o):  # type: ignore[no-untyped-def]
-    """Decide the line buf[s:e] (see Line); for KEEP, spans[line, 0:8] get the kept record (see SPAN_COLUMNS).
-    Cleaned texts are written to out[o:]; returns (code, new end of out)."""
+    """Decide the line that starts at buf[s] (see Line); e is the block's end. For KEEP, spans[line, 0:8] get
+    the kept record (see SPAN_COLUMNS). spans[line, 9] gets where the line ends (its CR LF, LF or the block's
+    end) when the scan reached it, else it stays -1 (the caller then looks for it). Cleaned texts are
+    written to out[o:]; returns (code, new end of out)."""
     (byte_class, printable, uid_key, title_key, content_key, ind_key, rel_key, number_byte, kinds, names,
      name_starts, name_values, name_buckets, his_code_points) = tables
     min_title, min_content, max_content, head = rules
-    blank = True
-    for i in range(s, e):
-        c = buf[i]
-        if not (c == 32 or 9 <= c <= 13):
-            blank = False
-            break
-    if blank:
+    i = s
+    while i < e and buf[i] != 10 and (buf[i] == 32 or 9 <= buf[i] <= 13):
+        i += 1
+    if i == e or buf[i] == 10:  # blanks only
+        spans[line, 9] = i - 1 if i > s and buf[i - 1] == 13 else i
         return _BLANK, o
     info, title, content = scratch[0], scratch[1], scratch[2]
     ua = _literal(buf, s, e, uid_key)
@@ -668,14 +668,21 @@ def _classify(buf, s, e, rules, tables, phrases, spans, line, scratch, cps, out,
             cb, o = _field(buf, ca, e, tables, phrases, cps, out, o, content, info, 0)  # its start did not settle it
     if cb < 0:
         return _PYTHON, start
-    # What follows the content: "}" or the dump's two label lists, which data.parse_line never parses.
-    if not (cb + 2 == e and buf[cb + 1] == 125):
+    # What follows the content: "}" or the dump's two label lists, which data.parse_line never parses; then
+    # the line's end (a CR before a LF or the block's end is no part of the line).
+    if cb + 1 < e and buf[cb + 1] == 125:
+        stop = cb + 2
+    else:
         p = _literal(buf, _labels(buf, _literal(buf, cb + 1, e, ind_key), e, number_byte), e, rel_key)
         if p < 0:
             return _PYTHON, start
         p = _labels(buf, p, e, number_byte)
-        if not (p + 2 == e and buf[p] == 93 and buf[p + 1] == 125):
+        if not (p + 1 < e and buf[p] == 93 and buf[p + 1] == 125):
             return _PYTHON, start
+        stop = p + 2
+    if not (stop == e or buf[stop] == 10 or (buf[stop] == 13 and (stop + 1 == e or buf[stop + 1] == 10))):
+        return _PYTHON, start
+    spans[line, 9] = stop
     # data.clean_record's rules (lengths in characters of the cleaned texts)
     if title[4]:
         return (_EMPTY_BOTH if content[4] else _EMPTY_TITLE), start
@@ -705,9 +712,13 @@ def _classify(buf, s, e, rules, tables, phrases, spans, line, scratch, cps, out,
 
 
 @_compiled_allocating
-def _scan(buf, ends, phrases, rules, tables):  # type: ignore[no-untyped-def]
-    """scan_block on the block's bytes; ends: where each line ends (its LF, or the block's end)."""
-    lines = len(ends)
+def _scan(buf, phrases, rules, tables):  # type: ignore[no-untyped-def]
+    """scan_block on the block's bytes; phrases: see _text."""
+    lines = 0
+    for i in range(len(buf)):
+        lines += buf[i] == 10
+    if len(buf) and buf[len(buf) - 1] != 10:
+        lines += 1
     codes = np.empty(lines, dtype=np.int8)
     spans = np.zeros((lines, SPAN_COLUMNS), dtype=np.int64)
     scratch = np.zeros((3, 6), dtype=np.int64)
@@ -715,11 +726,15 @@ def _scan(buf, ends, phrases, rules, tables):  # type: ignore[no-untyped-def]
     out = np.empty(len(buf), dtype=np.uint8)  # cleaned texts: never longer than their JSON
     o, start = 0, 0
     for line in range(lines):
-        end = ends[line]
-        stop = end - 1 if end > start and buf[end - 1] == 13 else end  # a CRLF line end
-        spans[line, 8], spans[line, 9] = start, stop
-        codes[line], o = _classify(buf, start, stop, rules, tables, phrases, spans, line, scratch, cps, out, o)
-        start = end + 1
+        spans[line, 8], spans[line, 9] = start, -1
+        codes[line], o = _classify(buf, start, len(buf), rules, tables, phrases, spans, line, scratch, cps, out, o)
+        stop = spans[line, 9]
+        if stop < 0:  # left to Python before the scan reached its end
+            end = start
+            while end < len(buf) and buf[end] != 10:
+                end += 1
+            stop = spans[line, 9] = end - 1 if end > start and buf[end - 1] == 13 else end  # a CR LF line end
+        start = stop + 2 if stop < len(buf) and buf[stop] == 13 else stop + 1
     return codes, spans, out[:o]
 
 
@@ -994,11 +1009,8 @@ def scan_block(block: bytes, min_title: int, min_content: int, max_content: int
     numbers; and the cleaned texts that kept records' spans may point into. Without numba this runs as
     plain Python (slow; for tests only)."""
     head = max_content + 2 * _CUT_MARGIN  # data.clean_record's: a longer content is judged on this start
-    buf = np.frombuffer(block, dtype=np.uint8)
-    ends = np.flatnonzero(buf == 10)  # numpy's vectorised search: faster than a loop in the scan
-    if len(block) and block[-1] != 10:
-        ends = np.append(ends, len(block))
-    return _scan(buf, ends, _phrases(block), (min_title, min_content, max_content, head), _TABLES)
+    return _scan(np.frombuffer(block, dtype=np.uint8), _phrases(block), (min_title, min_content, max_content, head),
+                 _TABLES)
 
 
 def _phrases(block: bytes) -> np.ndarray:
