@@ -731,7 +731,7 @@ class _Kept:
         indices = np.flatnonzero(among)
         keys = np.frombuffer(self.title_keys, dtype=np.uint64)[indices]
         chars = np.frombuffer(self.content_chars, dtype=np.uint64)[indices].astype(np.int64)
-        order = np.lexsort((indices, -chars, keys))
+        order = np.lexsort((-chars, keys))  # stable: ties stay in file order
         first = np.ones(len(keys), dtype=bool)
         first[1:] = keys[order[1:]] != keys[order[:-1]]
         mask = np.zeros(len(among), dtype=bool)
