@@ -741,8 +741,8 @@ class _Kept:
     def unique(self, tally: Tally, banned_titles: np.ndarray | None = None) -> np.ndarray:
         """Mask of the records to keep: a record is dropped (and counted) when a record kept before it has
         the same title and content, or the same uid, or (test file) its title is in `banned_titles` (sorted
-        title keys). Records whose two keys occur once in the file are decided at once; the others one by
-        one, in file order."""
+        title keys, repeats allowed). Records whose two keys occur once in the file are decided at once; the
+        others one by one, in file order."""
         record_keys, uid_keys = (np.frombuffer(keys, dtype=np.uint64) for keys in (self.record_keys, self.uid_keys))
         suspect = np.zeros(len(record_keys), dtype=bool)
         for keys in (record_keys, uid_keys):
@@ -989,7 +989,7 @@ def preprocess_files(
         _require_records(train_tally, len(candidates["train"]) + len(candidates["val"]))
 
         _collect(test_job, config.strict, test_tally, workers, test_kept)
-        train_titles = np.unique(np.frombuffer(train_kept.title_keys, dtype=np.uint64)[train_unique])
+        train_titles = np.sort(np.frombuffer(train_kept.title_keys, dtype=np.uint64)[train_unique])
         candidates["test"] = np.flatnonzero(test_kept.unique(test_tally, banned_titles=train_titles))
         _require_records(test_tally, len(candidates["test"]))
 
