@@ -104,7 +104,7 @@ def _printable_table() -> np.ndarray:
 
 _PRINTABLE = _printable_table()
 _PHRASE = b"his text refers to"  # data.clean_text's gate for the boilerplate rule
-_HIS = np.frombuffer(_PHRASE, dtype=np.uint8).astype(np.int32)  # compared with code points
+_HIS = np.frombuffer(_PHRASE, dtype=np.uint8)
 _UID = np.frombuffer(b'{"uid":"', dtype=np.uint8)
 _TITLE = np.frombuffer(b'","title":"', dtype=np.uint8)
 _CONTENT = np.frombuffer(b'","content":"', dtype=np.uint8)
@@ -205,49 +205,53 @@ def _blank_text(buf, a, b):  # type: ignore[no-untyped-def]
     return 1
 
 
-@_compiled
-def _phrase_in(phrases, a, b):  # type: ignore[no-untyped-def]
-    """Whether one of the sorted positions `phrases` is in [a, b)."""
-    low, high = 0, len(phrases)
-    while low < high:
-        middle = (low + high) // 2
-        if phrases[middle] < a:
-            low = middle + 1
-        else:
-            high = middle
-    return low < len(phrases) and phrases[low] < b
+_HIS_TEXT = np.uint64(int.from_bytes(b"his text", "big"))  # the last 8 bytes read, as _text keeps them
 
 
 @_compiled
-def _text(buf, pos, end, byte_class, printable, phrases, info, limit):  # type: ignore[no-untyped-def]
+def _has_phrase(buf, a, b, his):  # type: ignore[no-untyped-def]
+    """Whether buf[a:b] holds "his text refers to" (his: its bytes)."""
+    for i in range(a, b - len(his) + 1):
+        if buf[i] == 104 and _literal(buf, i, b, his) > 0:
+            return True
+    return False
+
+
+@_compiled
+def _text(buf, pos, end, byte_class, printable, his, info, limit):  # type: ignore[no-untyped-def]
     """Scan a JSON string's body from `pos`. Returns the index of its closing quote, or -1 when the Python
     path must decide (an escape, a control or non-printable character, invalid or 4-byte UTF-8).
     info[0]: characters; info[1]: 1 when cleaning would change more than the ends; info[2]: 1 if not ASCII.
     With limit > 0, a text longer than `limit` characters is looked at that far only (info[3] is 1 and
-    info[4] where its first `limit` characters end); the rest is only checked to be valid JSON text.
-    phrases: where "his text refers to" occurs in buf (the boilerplate rule applies)."""
+    info[4] where its first `limit` characters end); the rest is only checked to be valid JSON text."""
     chars, dirty, wide, previous = 0, 0, 0, 0
+    # Blanks and the boilerplate phrase are tested without a branch: blanks and "h" are too frequent and
+    # irregular for branch prediction (the pass over contents took 1.5x as long when it branched on them).
+    # `last` holds the last 8 bytes read; when they were ever "his text", the whole phrase is looked for.
+    last, his_text = np.uint64(0), False
     info[3] = 0
     i = pos
     while i < end:
         if chars == limit > 0 and buf[i] != 34:  # more than `limit` characters
-            info[0], info[1], info[2], info[3], info[4] = chars, dirty | _phrase_in(phrases, pos, i), wide, 1, i
+            dirty |= his_text and _has_phrase(buf, pos, i, his)  # only a whole phrase in the start counts
+            info[0], info[1], info[2], info[3], info[4] = chars, dirty, wide, 1, i
             return _closing_quote(buf, i, end)
         c = buf[i]
         kind = byte_class[c]
         chars += 1
         i += 1
-        # Two blanks in a row: whitespace is collapsed. Tested without a branch: blanks are too frequent and
-        # irregular for branch prediction (this loop ran 2.5x slower when it branched on them).
-        dirty |= (c == 32) & (previous == 32)
+        dirty |= (c == 32) & (previous == 32)  # two blanks in a row: whitespace is collapsed
         previous = c
+        last = (last << np.uint64(8)) | np.uint64(c)
+        his_text |= last == _HIS_TEXT
         if kind == 0:
             continue
         if kind == 4:  # . ! ? followed by "Great": a glued-sentence candidate
             if i + 1 < end and 65 <= buf[i] <= 90 and 97 <= buf[i + 1] <= 122:
                 dirty = 1
         elif kind == 1:
-            info[0], info[1], info[2] = chars - 1, dirty | _phrase_in(phrases, pos, i - 1), wide
+            dirty |= his_text and _has_phrase(buf, pos, i - 1, his)
+            info[0], info[1], info[2] = chars - 1, dirty, wide
             return i - 1
         elif kind == 3:
             dirty = 1
@@ -578,15 +582,15 @@ def _clean_code_points(cps, n, kinds, out, o):  # type: ignore[no-untyped-def]
 
 
 @_compiled
-def _field(buf, pos, end, tables, phrases, cps, out, o, field, info, head):  # type: ignore[no-untyped-def]
+def _field(buf, pos, end, tables, cps, out, o, field, info, head):  # type: ignore[no-untyped-def]
     """Read and clean the title or content whose JSON string body starts at buf[pos]. Returns (index of its
     closing quote or -1 for the Python path, new end of out). field: where the cleaned text is (TEXT_*),
     its span, characters, 1 if the raw text is empty or all whitespace, 1 if ASCII. A text that needs
     cleaning and is longer than head > 0 characters has only its first `head` cleaned (field[0] is
     _HEAD_ONLY, field[3] those characters less data._CUT_MARGIN), as data.clean_record judges long contents."""
-    (byte_class, printable, uid_key, title_key, content_key, ind_key, rel_key, number_byte, kinds, names,
+    (byte_class, printable, his, uid_key, title_key, content_key, ind_key, rel_key, number_byte, kinds, names,
      name_starts, name_values, name_buckets, his_code_points) = tables
-    quote = _text(buf, pos, end, byte_class, printable, phrases, info, head)
+    quote = _text(buf, pos, end, byte_class, printable, his, info, head)
     if quote >= 0 and info[3] and info[1] == 0:  # long, and its start needs only stripping
         a, b = _strip(buf, pos, info[4])
         field[0], field[1], field[2], field[4], field[5] = _HEAD_ONLY, a, b, 0, 0
@@ -632,12 +636,12 @@ def _labels(buf, pos, end, number_byte):  # type: ignore[no-untyped-def]
 
 
 @_compiled
-def _classify(buf, s, e, rules, tables, phrases, spans, line, scratch, cps, out, o):  # type: ignore[no-untyped-def]
+def _classify(buf, s, e, rules, tables, spans, line, scratch, cps, out, o):  # type: ignore[no-untyped-def]
     """Decide the line that starts at buf[s] (see Line); e is the block's end. For KEEP, spans[line, 0:8] get
     the kept record (see SPAN_COLUMNS). spans[line, 9] gets where the line ends (its CR LF, LF or the block's
     end) when the scan reached it, else it stays -1 (the caller then looks for it). Cleaned texts are
     written to out[o:]; returns (code, new end of out)."""
-    (byte_class, printable, uid_key, title_key, content_key, ind_key, rel_key, number_byte, kinds, names,
+    (byte_class, printable, his, uid_key, title_key, content_key, ind_key, rel_key, number_byte, kinds, names,
      name_starts, name_values, name_buckets, his_code_points) = tables
     min_title, min_content, max_content, head = rules
     i = s
@@ -650,12 +654,12 @@ def _classify(buf, s, e, rules, tables, phrases, spans, line, scratch, cps, out,
     ua = _literal(buf, s, e, uid_key)
     if ua < 0:
         return _PYTHON, o
-    ub = _text(buf, ua, e, byte_class, printable, phrases, info, 0)  # the uid: plain text only
+    ub = _text(buf, ua, e, byte_class, printable, his, info, 0)  # the uid: plain text only
     ta = _literal(buf, ub, e, title_key)
     if ub < 0 or ta < 0:
         return _PYTHON, o
     start = o
-    tb, o = _field(buf, ta, e, tables, phrases, cps, out, o, title, info, 0)
+    tb, o = _field(buf, ta, e, tables, cps, out, o, title, info, 0)
     ca = _literal(buf, tb, e, content_key)
     if tb < 0 or ca < 0:
         return _PYTHON, start
@@ -663,9 +667,9 @@ def _classify(buf, s, e, rules, tables, phrases, spans, line, scratch, cps, out,
     cb = _closing_quote(buf, ca, e) if title[4] or 0 < title[3] < min_title else -1
     content[4] = -1 if cb < 0 else _blank_text(buf, ca, cb)
     if content[4] < 0:
-        cb, o = _field(buf, ca, e, tables, phrases, cps, out, o, content, info, head)
+        cb, o = _field(buf, ca, e, tables, cps, out, o, content, info, head)
         if cb >= 0 and content[0] == _HEAD_ONLY and not (content[3] > max_content and content[3] > 3 * title[3]):
-            cb, o = _field(buf, ca, e, tables, phrases, cps, out, o, content, info, 0)  # its start did not settle it
+            cb, o = _field(buf, ca, e, tables, cps, out, o, content, info, 0)  # its start did not settle it
     if cb < 0:
         return _PYTHON, start
     # What follows the content: "}" or the dump's two label lists, which data.parse_line never parses; then
@@ -712,8 +716,8 @@ def _classify(buf, s, e, rules, tables, phrases, spans, line, scratch, cps, out,
 
 
 @_compiled_allocating
-def _scan(buf, phrases, rules, tables):  # type: ignore[no-untyped-def]
-    """scan_block on the block's bytes; phrases: see _text."""
+def _scan(buf, rules, tables):  # type: ignore[no-untyped-def]
+    """scan_block on the block's bytes."""
     lines = 0
     for i in range(len(buf)):
         lines += buf[i] == 10
@@ -727,7 +731,7 @@ def _scan(buf, phrases, rules, tables):  # type: ignore[no-untyped-def]
     o, start = 0, 0
     for line in range(lines):
         spans[line, 8], spans[line, 9] = start, -1
-        codes[line], o = _classify(buf, start, len(buf), rules, tables, phrases, spans, line, scratch, cps, out, o)
+        codes[line], o = _classify(buf, start, len(buf), rules, tables, spans, line, scratch, cps, out, o)
         stop = spans[line, 9]
         if stop < 0:  # left to Python before the scan reached its end
             end = start
@@ -999,8 +1003,8 @@ def _kept_rows(buf, codes, spans, cleaned, parts, part_ends, split, seed):  # ty
     return keys, rows, row_ends
 
 
-_TABLES = (_BYTE_CLASS, _PRINTABLE, _UID, _TITLE, _CONTENT, _TARGET_IND, _TARGET_REL, _NUMBER_BYTE, _CHAR_KIND,
-           _NAMES, _NAME_STARTS, _NAME_VALUES, _NAME_BUCKETS, _HIS)
+_TABLES = (_BYTE_CLASS, _PRINTABLE, _HIS, _UID, _TITLE, _CONTENT, _TARGET_IND, _TARGET_REL, _NUMBER_BYTE, _CHAR_KIND,
+           _NAMES, _NAME_STARTS, _NAME_VALUES, _NAME_BUCKETS, _HIS.astype(np.int32))
 
 
 def scan_block(block: bytes, min_title: int, min_content: int, max_content: int
@@ -1009,18 +1013,7 @@ def scan_block(block: bytes, min_title: int, min_content: int, max_content: int
     numbers; and the cleaned texts that kept records' spans may point into. Without numba this runs as
     plain Python (slow; for tests only)."""
     head = max_content + 2 * _CUT_MARGIN  # data.clean_record's: a longer content is judged on this start
-    return _scan(np.frombuffer(block, dtype=np.uint8), _phrases(block), (min_title, min_content, max_content, head),
-                 _TABLES)
-
-
-def _phrases(block: bytes) -> np.ndarray:
-    """Where "his text refers to" occurs in `block` (bytes.find is a fast vectorised search; the scan then
-    need not look at every "h")."""
-    found, at = [], block.find(_PHRASE)
-    while at >= 0:
-        found.append(at)
-        at = block.find(_PHRASE, at + 1)
-    return np.array(found, dtype=np.int64)
+    return _scan(np.frombuffer(block, dtype=np.uint8), (min_title, min_content, max_content, head), _TABLES)
 
 
 def kept_rows(block: bytes, codes: np.ndarray, spans: np.ndarray, cleaned: np.ndarray, seed_text: str,
@@ -1042,7 +1035,7 @@ def clean_one_text(json_string: bytes) -> tuple[str, int, bool] | None:
     buf = np.frombuffer(json_string, dtype=np.uint8)
     field, info = np.zeros(6, dtype=np.int64), np.zeros(6, dtype=np.int64)
     cps, out = np.empty(len(buf), dtype=np.int32), np.empty(len(buf), dtype=np.uint8)
-    quote, _ = _field(buf, 1, len(buf), _TABLES, _phrases(json_string), cps, out, 0, field, info, 0)
+    quote, _ = _field(buf, 1, len(buf), _TABLES, cps, out, 0, field, info, 0)
     if quote != len(buf) - 1:
         return None
     text = (json_string if field[0] == TEXT_IN_BLOCK else out.tobytes())[field[1]:field[2]].decode()
