@@ -9,10 +9,12 @@ import numpy as np
 import orjson
 import pytest
 
-from titlegen_lib import data_fastpath
-from titlegen_lib.data import CleanJob, CleanRules, InputFile, clean_block, preprocess_files
-from titlegen_lib.data_fastpath import Line
-from titlegen_lib.synthetic import SyntheticSpec, write_synthetic, write_synthetic_dataset
+pytest.importorskip("numba")  # the compiled scan needs it (without it, data.py cleans every line in Python)
+
+from titlegen_lib import data_fastpath  # noqa: E402
+from titlegen_lib.data import CleanJob, CleanRules, InputFile, clean_block, preprocess_files  # noqa: E402
+from titlegen_lib.data_fastpath import Line  # noqa: E402
+from titlegen_lib.synthetic import SyntheticSpec, write_synthetic, write_synthetic_dataset  # noqa: E402
 
 SOURCE = InputFile("trn.json")
 

@@ -12,9 +12,9 @@ sentences, text that could need a second unescape, other layouts, malformed line
 path (`Line.PYTHON`), which stays the reference: tests check that both give the same output on every line.
 
 The helpers are compiled without numba's reference counting (see _compiled). numba is optional: data.py
-uses this scan only when numba is installed and the input is large (compiling takes about 20 s the first
-time on this 2-core machine; numba caches the result on disk). Without numba the functions run as
-plain Python, slowly, which the tests can still use.
+imports this module only when numba is installed and the input is large (compiling takes about 20 s the
+first time on this 2-core machine; numba caches the result on disk), and cleans every line in Python
+otherwise.
 """
 
 from __future__ import annotations
@@ -23,13 +23,11 @@ from enum import IntEnum
 from typing import Any, Callable, TypeVar
 
 import numpy as np
+from numba import njit  # data.py imports this module only when numba is installed (see fast_path_for)
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 from titlegen_lib.data import _CONTROL, _CUT_MARGIN
-
-try:
-    from numba import njit
-except ImportError:  # numba is optional: data.py then cleans every line in Python
-    njit = None
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -39,12 +37,12 @@ def _compiled(function: _F) -> _F:
     reference counting (`_nrt=False`): these functions only read and write the arrays they are given, and
     counting references to every array argument on every call cost half the scan's time (the atomic
     NRT_incref/NRT_decref around each call of a small helper such as _utf8_char, in a per-byte loop)."""
-    return njit(cache=True, nogil=True, _nrt=False)(function) if njit is not None else function
+    return njit(cache=True, nogil=True, _nrt=False)(function)  # type: ignore[no-any-return]
 
 
 def _compiled_allocating(function: _F) -> _F:
-    """As _compiled, with reference counting, for the one function that allocates arrays (_scan)."""
-    return njit(cache=True, nogil=True)(function) if njit is not None else function
+    """As _compiled, with reference counting, for the functions that allocate arrays (_scan, _kept_rows)."""
+    return njit(cache=True, nogil=True)(function)  # type: ignore[no-any-return]
 
 
 class Line(IntEnum):
@@ -862,26 +860,19 @@ def _byteswap(x):  # type: ignore[no-untyped-def]
     return y
 
 
-if njit is not None:
-    from numba.core import cgutils, types
-    from numba.extending import intrinsic
+@intrinsic
+def _memcpy(typingctx, dst, o, src, a, n):  # type: ignore[no-untyped-def]
+    """dst[o:o + n] = src[a:a + n] with LLVM's memcpy (a byte loop in numba runs ~20x slower: it cannot tell
+    that the arrays do not overlap)."""
 
-    @intrinsic
-    def _memcpy(typingctx, dst, o, src, a, n):  # type: ignore[no-untyped-def]
-        """dst[o:o + n] = src[a:a + n] with LLVM's memcpy (a byte loop in numba runs ~20x slower: it cannot
-        tell that the arrays do not overlap)."""
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        target = context.make_array(signature.args[0])(context, builder, args[0])
+        source = context.make_array(signature.args[2])(context, builder, args[2])
+        cgutils.raw_memcpy(builder, builder.gep(target.data, [args[1]]), builder.gep(source.data, [args[3]]),
+                           args[4], 1)
+        return context.get_dummy_value()
 
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            target = context.make_array(signature.args[0])(context, builder, args[0])
-            source = context.make_array(signature.args[2])(context, builder, args[2])
-            cgutils.raw_memcpy(builder, builder.gep(target.data, [args[1]]), builder.gep(source.data, [args[3]]),
-                               args[4], 1)
-            return context.get_dummy_value()
-
-        return types.none(dst, o, src, a, n), codegen
-else:
-    def _memcpy(dst, o, src, a, n):  # type: ignore[no-untyped-def]
-        dst[o:o + n] = src[a:a + n]
+    return types.none(dst, o, src, a, n), codegen
 
 
 @_compiled
