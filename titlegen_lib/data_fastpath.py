@@ -934,15 +934,11 @@ def _kept_spans(spans, line):  # type: ignore[no-untyped-def]
             spans[line, 6], spans[line, 7])
 
 
-@_compiled_allocating
-def _kept_rows(buf, codes, spans, cleaned, parts, part_ends, split, seed):  # type: ignore[no-untyped-def]
-    """kept_rows on the block's bytes; parts: data._row_parts joined, part_ends: where each ends."""
-    lines = len(codes)
-    keys = np.zeros((lines, KEY_COLUMNS), dtype=np.uint64)
-    row_ends = np.zeros(lines, dtype=np.int64)
-    prefix = max(len(split), len(seed)) + 1
+@_compiled
+def _rows_size(buf, codes, spans, cleaned, part_ends, prefix):  # type: ignore[no-untyped-def]
+    """Bytes of the kept lines' rows, and the most scratch their keys need (prefix: the longest key prefix)."""
     size, longest = 0, prefix
-    for line in range(lines):
+    for line in range(len(codes)):
         if codes[line] == _KEEP:
             u0, u1, t0, t1, c0, c1, title_in, content_in = _kept_spans(spans, line)
             title = buf if title_in == TEXT_IN_BLOCK else cleaned
@@ -951,11 +947,16 @@ def _kept_rows(buf, codes, spans, cleaned, parts, part_ends, split, seed):  # ty
                      + _escaped_length(title, t0, t1, title_in == TEXT_IN_CLEANED_TO_ESCAPE)
                      + _escaped_length(content, c0, c1, content_in == TEXT_IN_CLEANED_TO_ESCAPE))
             longest = max(longest, t1 - t0 + 1 + c1 - c0, prefix + u1 - u0)
-    rows = np.empty(size, dtype=np.uint8)
-    scratch = np.empty(longest, dtype=np.uint8)
-    h = np.empty(8, dtype=np.uint64)
+    return size, longest
+
+
+@_compiled
+def _fill_rows(buf, codes, spans, cleaned, parts, part_ends, split, seed, keys, rows, row_ends, scratch, h
+               ):  # type: ignore[no-untyped-def]
+    """_kept_rows' work, in arrays it allocated (kept apart: a function that allocates counts references,
+    which costs atomic operations at every array it names, e.g. `title` below, once a line)."""
     o = 0
-    for line in range(lines):
+    for line in range(len(codes)):
         if codes[line] == _KEEP:
             u0, u1, t0, t1, c0, c1, title_in, content_in = _kept_spans(spans, line)
             title = buf if title_in == TEXT_IN_BLOCK else cleaned
@@ -991,6 +992,16 @@ def _kept_rows(buf, codes, spans, cleaned, parts, part_ends, split, seed):  # ty
             keys[line, 6] = _characters(content, c0, c1)
             keys[line, 7] = o - start
         row_ends[line] = o
+
+
+@_compiled_allocating
+def _kept_rows(buf, codes, spans, cleaned, parts, part_ends, split, seed):  # type: ignore[no-untyped-def]
+    """kept_rows on the block's bytes; parts: data._row_parts joined, part_ends: where each ends."""
+    keys = np.zeros((len(codes), KEY_COLUMNS), dtype=np.uint64)
+    row_ends = np.zeros(len(codes), dtype=np.int64)
+    size, longest = _rows_size(buf, codes, spans, cleaned, part_ends, max(len(split), len(seed)) + 1)
+    rows, scratch, h = np.empty(size, dtype=np.uint8), np.empty(longest, dtype=np.uint8), np.empty(8, np.uint64)
+    _fill_rows(buf, codes, spans, cleaned, parts, part_ends, split, seed, keys, rows, row_ends, scratch, h)
     return keys, rows, row_ends
 
 
