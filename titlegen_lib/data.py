@@ -649,7 +649,7 @@ def _cleaned_blocks(job: CleanJob, workers: int, spool: Path) -> Iterator[BlockR
     themselves (the main process only cuts it into byte ranges; a compressed one is decompressed here)
     and write their rows to spool files named after `spool` (see _clean_in_worker)."""
     source, size = job.source, _input_bytes(job.source)
-    forkable = "fork" in multiprocessing.get_all_start_methods()  # workers must share the hash seed
+    forkable = "fork" in multiprocessing.get_all_start_methods()  # workers inherit the scan compiled here
     if workers <= 1 or not forkable or size < PARALLEL_MIN_BYTES:
         for first, block in iter_blocks(source):
             yield clean_block(first, block, job)
