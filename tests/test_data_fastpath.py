@@ -228,10 +228,11 @@ def test_small_files_or_no_numba_use_the_python_path(tmp_path, monkeypatch):
 def test_a_plain_line_is_kept_by_the_scan_itself(line):
     codes, spans, _ = data_fastpath.scan_block(line + b"\n", 3, 10, 100)
     assert codes.tolist() == [Line.KEEP]
-    u0, u1, t0, t1, c0, c1, title_in, content_in, start, end = spans[0].tolist()
+    u0, u1, t0, t1, c0, c1, title_in, content_in, start, end, title_chars, content_chars = spans[0].tolist()
     assert title_in == content_in == data_fastpath.TEXT_IN_BLOCK
     assert (line[u0:u1], line[t0:t1], line[c0:c1]) == (b"B1", b"Acme Kettle", b"A steel kettle, quiet and quick.")
     assert (start, end) == (0, len(line))
+    assert (title_chars, content_chars) == (11, 32)
     assert data_fastpath.clean_one_text(b'" Acme Kettle "') == ("Acme Kettle", 11, False)  # lengths in characters
     assert data_fastpath.clean_one_text(line[c0 - 1:c1 + 1])[1] == 32
 

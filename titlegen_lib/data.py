@@ -694,7 +694,6 @@ class _Kept:
         self.path = path
         self.handle: IO[bytes] | None = open(path, "wb", buffering=WRITE_BUFFER)
         self.files = [path]  # where rows are: this process's file, then the workers' spool files
-        self.written = 0  # bytes written to `path`
         self.file_of, self.starts, self.row_bytes = array("H"), array("Q"), array("Q")  # each record's row
         self.record_keys, self.uid_keys, self.title_keys = array("Q"), array("Q"), array("Q")
         self.split_keys, self.sample_keys = array("Q"), array("Q")
@@ -705,9 +704,8 @@ class _Kept:
         if self.handle is None or not len(block.keys):
             return
         if block.spool is None:
-            file, start = 0, self.written
+            file, start = 0, self.handle.tell()
             self.handle.write(block.rows)
-            self.written += len(block.rows)
         else:
             path, start = block.spool
             if path not in self.files:

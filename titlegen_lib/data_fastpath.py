@@ -69,8 +69,9 @@ _EMPTY_BOTH, _EMPTY_TITLE, _EMPTY_CONTENT = (int(Line.EMPTY_TITLE_AND_CONTENT), 
 _SHORT_TITLE, _EQUALS, _SHORT_CONTENT, _LONG_CONTENT = (int(Line.SHORT_TITLE), int(Line.CONTENT_EQUALS_TITLE),
                                                         int(Line.SHORT_CONTENT), int(Line.LONG_CONTENT))
 # Per line: uid start/end, title start/end, content start/end, then where the title and the content are
-# (see TEXT_*), for kept records; last the line's start/end (without its line end).
-SPAN_COLUMNS = 10
+# (see TEXT_*), for kept records; the line's start/end (without its line end); last, for kept records, the
+# title's and the content's characters.
+SPAN_COLUMNS = 12
 TEXT_IN_BLOCK, TEXT_IN_CLEANED, TEXT_IN_CLEANED_TO_ESCAPE = 0, 1, 2  # the last: holds a quote or backslash
 # Per line, for kept records: data.record_keys' columns, then a flag: 1 when the title is not ASCII, so its
 # case-folded key is left to Python (str.casefold).
@@ -203,12 +204,12 @@ def _blank_text(buf, a, b):  # type: ignore[no-untyped-def]
     return 1
 
 
-_HIS_TEXT = np.uint64(int.from_bytes(b"his text", "big"))  # the last 8 bytes read, as _text keeps them
+_HIS_TEXT = np.uint64(int.from_bytes(_PHRASE[:8], "big"))  # "his text", as _text keeps the last 8 bytes read
 
 
 @_compiled
 def _has_phrase(buf, a, b, his):  # type: ignore[no-untyped-def]
-    """Whether buf[a:b] holds "his text refers to" (his: its bytes)."""
+    """Whether buf[a:b] holds "his text refers to" (his: its bytes or code points, as buf holds)."""
     for i in range(a, b - len(his) + 1):
         if buf[i] == 104 and _literal(buf, i, b, his) > 0:
             return True
@@ -492,12 +493,7 @@ def _strip_boilerplate(cps, n, kinds, his):  # type: ignore[no-untyped-def]
     kept), every match of data._BOILERPLATE, `(?<!\\s)\\s*-{1,2}\\s*This text refers to[^.]{0,200}\\.`
     (case ignored), becomes one blank. Returns the new length, or -1 (the Python path decides) for a text
     holding a character that the regex matches with a letter of the phrase beyond ASCII's case pairs."""
-    gate = False
-    for i in range(n):
-        if cps[i] == 104 and _his_at(cps, i, n, his, False):
-            gate = True
-            break
-    if not gate:
+    if not _has_phrase(cps, 0, n, his):
         return n
     for i in range(n):
         if cps[i] == 0x130 or cps[i] == 0x131 or cps[i] == 0x17F:  # İ, ı, ſ: the only non-ASCII characters the
@@ -710,6 +706,7 @@ def _classify(buf, s, e, rules, tables, spans, line, scratch, cps, out, o):  # t
     spans[line, 0], spans[line, 1] = _strip(buf, ua, ub)
     spans[line, 2], spans[line, 3], spans[line, 4], spans[line, 5] = title[1], title[2], content[1], content[2]
     spans[line, 6], spans[line, 7] = title[0], content[0]
+    spans[line, 10], spans[line, 11] = n_title, n_content
     return _KEEP, o
 
 
@@ -909,16 +906,6 @@ def _escaped_length(src, a, b, escape):  # type: ignore[no-untyped-def]
 
 
 @_compiled
-def _characters(src, a, b):  # type: ignore[no-untyped-def]
-    """Characters in the UTF-8 text src[a:b] (its bytes that do not continue a character)."""
-    n = 0
-    for i in range(a, b):
-        if src[i] & 0xC0 != 0x80:
-            n += 1
-    return n
-
-
-@_compiled
 def _prefixed_key(prefix, text, a, b, scratch, h):  # type: ignore[no-untyped-def]
     """data._key64(prefix, text): BLAKE2b-64 of prefix, a zero byte and text[a:b], read big-endian."""
     o = _copy(scratch, 0, prefix, 0, len(prefix))
@@ -988,8 +975,7 @@ def _fill_rows(buf, codes, spans, cleaned, parts, part_ends, split, seed, keys, 
             else:
                 keys[line, TITLE_KEY_IN_PYTHON] = 1
             keys[line, 4] = _prefixed_key(seed, buf, u0, u1, scratch, h)
-            keys[line, 5] = _characters(title, t0, t1)
-            keys[line, 6] = _characters(content, c0, c1)
+            keys[line, 5], keys[line, 6] = spans[line, 10], spans[line, 11]
             keys[line, 7] = o - start
         row_ends[line] = o
 
