@@ -10,7 +10,10 @@ import torch
 from titlegen_lib.data import preprocess
 from titlegen_lib.generate import DecodingSettings, generate_descriptions
 from titlegen_lib.models import load_model
-from titlegen_lib.train import backoff_batch, build_datasets, build_trainer, last_checkpoint, train
+from titlegen_lib import train as train_module
+from titlegen_lib.storage import read_json, write_json
+from titlegen_lib.train import (backoff_batch, build_datasets, build_trainer, checkpoint_folder, last_checkpoint,
+                                 saved_batch, train, training_key)
 
 
 def small_config(offline_config, **changes):
@@ -72,7 +75,7 @@ def test_finetune_lowers_val_loss_and_the_adapter_reloads(offline_config):
     assert run["steps"] == 24 and run["backend"] == "cpu" and run["data_summary_sha256"]
     assert run["eval_loss"] == pytest.approx(result.eval_loss)
     assert result.curve_png.is_file()
-    assert last_checkpoint(config.run_dir / "checkpoints").name == "checkpoint-24"
+    assert last_checkpoint(checkpoint_folder(config)).name == "checkpoint-24"
 
     titles = ["Acme Stainless Steel Kettle, 1.7 Liter", "The Quiet Harbor: A Novel (Paperback)"]
     settings = DecodingSettings.from_config(config, max_new_tokens=40)
@@ -86,3 +89,56 @@ def test_finetune_lowers_val_loss_and_the_adapter_reloads(offline_config):
     with torch.no_grad():
         plain = generate_descriptions(base, titles, config, settings, progress=False)
     assert [g.text for g in plain] != [g.text for g in after]
+
+
+def test_the_training_key_follows_split_contents_not_the_summary(offline_config):
+    config = small_config(offline_config, synthetic_train_records=120, synthetic_test_records=20, train_samples=40)
+    preprocess(config)
+    key = training_key(config)
+    summary = config.data_dir / "summary.json"
+    write_json(summary, {**read_json(summary), "created": "another day", "seconds": 99.0})
+    assert training_key(config) == key  # a rebuild to identical splits keeps the checkpoints usable
+    train_split = config.data_dir / "train.jsonl"
+    train_split.write_text("".join(train_split.read_text().splitlines(keepends=True)[1:]))
+    assert training_key(config) != key
+    assert training_key(config.replace(learning_rate=config.learning_rate / 2)) != training_key(config)
+
+
+@pytest.mark.slow
+def test_other_settings_keep_their_checkpoints_and_an_oom_backoff_is_kept(offline_config, monkeypatch, capsys):
+    config = small_config(offline_config, max_steps=8, save_steps=4, eval_steps=4, save_total_limit=3)
+    preprocess(config)
+    first = checkpoint_folder(config)
+    original_build = train_module.build_trainer
+
+    def build_that_runs_out_of_memory(*args, **kwargs):
+        from transformers import TrainerCallback
+
+        trainer = original_build(*args, **kwargs)
+
+        class OutOfMemoryAtStep6(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001 - Trainer's signature
+                if state.global_step == 6 and args.per_device_train_batch_size == 8:
+                    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+        trainer.add_callback(OutOfMemoryAtStep6())
+        return trainer
+
+    monkeypatch.setattr(train_module, "build_trainer", build_that_runs_out_of_memory)
+    result = train(config, progress=False)
+    out = capsys.readouterr().out
+    assert result.steps == 8
+    assert "retrying with batch 4 and gradient accumulation 2" in out
+    assert f"resuming from {first / 'checkpoint-4'}" in out  # the OOM after step 4 went back to its checkpoint
+    run = json.loads(result.run_json.read_text())
+    assert (run["batch_size"], run["gradient_accumulation_steps"]) == (4, 2)
+    assert saved_batch(first) == (4, 2)  # a resume after a disconnect starts at the smaller batch
+
+    other = config.replace(learning_rate=config.learning_rate / 2, max_steps=4)
+    train(other, progress=False)
+    out = capsys.readouterr().out
+    assert checkpoint_folder(other) != first
+    assert last_checkpoint(first).name == "checkpoint-8"  # not deleted by the run with other settings
+    assert f"kept under {first.parent}: {first.name}" in out
+    train(other.replace(remove_other_checkpoints=True), progress=False)
+    assert not first.exists() and last_checkpoint(checkpoint_folder(other)).name == "checkpoint-4"

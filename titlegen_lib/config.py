@@ -92,6 +92,7 @@ class Config:
     save_steps: int = 100
     save_total_limit: int = 2
     resume: bool = True
+    remove_other_checkpoints: bool = False  # delete checkpoints kept under other settings' keys
     report_to: str = "none"
     merge_16bit: bool = False
     # --- generation ---

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -98,12 +99,12 @@ def packing_supported(loaded: LoadedModel) -> bool:
 
 
 def sft_config(config: Config, backend: str, packing: bool, batch_size: int, grad_accum: int,
-               progress: bool = True, eval_on_start: bool = False) -> Any:
+               progress: bool = True, eval_on_start: bool = False, checkpoint_dir: Path | None = None) -> Any:
     """The TRL SFTConfig for this run (every value explicit; TRL's defaults changed across releases)."""
     from trl import SFTConfig
 
     return SFTConfig(
-        output_dir=str(config.run_dir / "checkpoints"),
+        output_dir=str(checkpoint_dir or checkpoint_folder(config)),
         per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum,
@@ -177,10 +178,48 @@ _TRAINING_FIELDS = ("model_name", "max_seq_length", "load_in_4bit", "lora_r", "l
 
 
 def training_key(config: Config) -> str:
-    """Hash of the training settings and the prepared data's summary."""
-    summary = config.data_dir / "summary.json"
-    return stable_hash({"settings": {name: getattr(config, name) for name in _TRAINING_FIELDS},
-                        "data": file_sha256(summary) if summary.is_file() else None})
+    """Hash of the training settings and the contents of the train and validation splits."""
+    splits = {split: file_sha256(path) if (path := config.data_dir / f"{split}.jsonl").is_file() else None
+              for split in ("train", "val")}
+    return stable_hash({"settings": {name: getattr(config, name) for name in _TRAINING_FIELDS}, "data": splits})
+
+
+
+BATCH_FILE = "batch.json"  # the batch the OOM backoff chose, kept beside the checkpoints it applies to
+
+
+def is_main_process() -> bool:
+    """Rank 0 under `accelerate launch` / torchrun (they set RANK), or a plain single process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def saved_batch(checkpoint_dir: Path) -> tuple[int, int] | None:
+    """The batch and accumulation an earlier OOM backoff settled on for these checkpoints, if any."""
+    path = checkpoint_dir / BATCH_FILE
+    if not path.is_file():
+        return None
+    saved = read_json(path)
+    print(f"[titlegen] batch {saved['per_device_train_batch_size']} x accumulation "
+          f"{saved['gradient_accumulation_steps']}, as the out-of-memory backoff chose before ({path})")
+    return saved["per_device_train_batch_size"], saved["gradient_accumulation_steps"]
+
+
+def keep_or_remove_other_checkpoints(root: Path, key: str, remove: bool) -> list[Path]:
+    """Checkpoints of other settings or data stay under their own key unless `remove` asks to delete them."""
+    others = sorted(p for p in root.iterdir() if p.name != key) if root.is_dir() else []
+    if others and remove and is_main_process():
+        for other in others:
+            shutil.rmtree(other) if other.is_dir() else other.unlink()
+        print(f"[titlegen] removed {len(others)} checkpoint folder(s) of other settings under {root}")
+    elif others:
+        print(f"[titlegen] checkpoints of other settings or data kept under {root}: "
+              f"{', '.join(p.name for p in others)} (-p remove_other_checkpoints=true deletes them)")
+    return others
+
+
+def checkpoint_folder(config: Config) -> Path:
+    """Checkpoints live under their training key: other settings or data never resume from, or delete, them."""
+    return config.run_dir / "checkpoints" / training_key(config)
 
 
 def backoff_batch(batch_size: int, grad_accum: int) -> tuple[int, int]:
@@ -229,13 +268,15 @@ def sft_trainer_class() -> type:
 
 
 def build_trainer(loaded: LoadedModel, config: Config, splits: TokenizedSplits, batch_size: int,
-                  grad_accum: int, progress: bool = True, eval_on_start: bool = False) -> Any:
+                  grad_accum: int, progress: bool = True, eval_on_start: bool = False,
+                  checkpoint_dir: Path | None = None) -> Any:
     """An SFTTrainer over pre-tokenized examples (TRL builds labels from completion_mask)."""
     packing = config.packing and packing_supported(loaded)
     if config.packing and not packing:
         print("[titlegen] packing is off: this backend has no padding-free attention (needs Unsloth or "
               "flash-attention); examples are padded per batch instead")
-    args = sft_config(config, loaded.backend, packing, batch_size, grad_accum, progress, eval_on_start)
+    args = sft_config(config, loaded.backend, packing, batch_size, grad_accum, progress, eval_on_start,
+                      checkpoint_dir)
     return sft_trainer_class()(model=loaded.model, args=args, train_dataset=splits.train, eval_dataset=splits.val,
                                  processing_class=loaded.tokenizer, callbacks=[CheckpointCompleteCallback()])
 
@@ -260,31 +301,33 @@ def train(config: Config, loaded: LoadedModel | None = None, progress: bool = Tr
     loaded = attach_lora(loaded, config)
     prepare_for_training(loaded)
     splits = build_datasets(config, loaded.tokenizer)
-    checkpoint_dir = config.run_dir / "checkpoints"
-    key = training_key(config)
-    key_file = config.run_dir / "train_key.json"
-    same_settings = key_file.is_file() and read_json(key_file).get("key") == key
-    resume_from = last_checkpoint(checkpoint_dir) if config.resume and same_settings else None
+    checkpoint_dir = checkpoint_folder(config)
+    keep_or_remove_other_checkpoints(checkpoint_dir.parent, checkpoint_dir.name, config.remove_other_checkpoints)
+    resume_from = last_checkpoint(checkpoint_dir) if config.resume else None
     if resume_from:
         print(f"[titlegen] resuming from {resume_from}")
-    elif checkpoint_dir.exists():
-        if config.resume:
-            print(f"[titlegen] settings or data changed since {checkpoint_dir} was written: starting afresh")
-        shutil.rmtree(checkpoint_dir)
-    write_json(key_file, {"key": key})
-    batch, accum = config.per_device_train_batch_size, config.gradient_accumulation_steps
+    batch, accum = saved_batch(checkpoint_dir) or (config.per_device_train_batch_size,
+                                                   config.gradient_accumulation_steps)
     while True:
-        trainer = build_trainer(loaded, config, splits, batch, accum, progress, eval_on_start=resume_from is None)
+        trainer = build_trainer(loaded, config, splits, batch, accum, progress, eval_on_start=resume_from is None,
+                                checkpoint_dir=checkpoint_dir)
         try:
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             break
         except RuntimeError as exc:
-            if loaded.backend == "cpu" or not _is_oom(exc) or trainer.state.global_step > 0:
+            if not _is_oom(exc):
                 raise
             new_batch, new_accum = backoff_batch(batch, accum)
             print(f"[titlegen] CUDA out of memory at batch {batch}: retrying with batch {new_batch} and "
                   f"gradient accumulation {new_accum} (same effective batch)")
             batch, accum = new_batch, new_accum
+            if is_main_process():
+                write_json(checkpoint_dir / BATCH_FILE, {"per_device_train_batch_size": batch,
+                                                         "gradient_accumulation_steps": accum})
+            # An OOM mid-run resumes from the last complete checkpoint at the smaller batch.
+            resume_from = last_checkpoint(checkpoint_dir) if config.resume else None
+            if resume_from:
+                print(f"[titlegen] resuming from {resume_from}")
             del trainer
             import torch
 
