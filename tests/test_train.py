@@ -141,4 +141,6 @@ def test_other_settings_keep_their_checkpoints_and_an_oom_backoff_is_kept(offlin
     assert last_checkpoint(first).name == "checkpoint-8"  # not deleted by the run with other settings
     assert f"kept under {first.parent}: {first.name}" in out
     train(other.replace(remove_other_checkpoints=True), progress=False)
+    # A finished run is loaded, not trained further (the Trainer would add a step past max_steps).
+    assert "training already finished at checkpoint-4" in capsys.readouterr().out
     assert not first.exists() and last_checkpoint(checkpoint_folder(other)).name == "checkpoint-4"

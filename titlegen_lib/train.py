@@ -217,6 +217,22 @@ def keep_or_remove_other_checkpoints(root: Path, key: str, remove: bool) -> list
     return others
 
 
+def training_finished(checkpoint: Path) -> bool:
+    """Whether a checkpoint is the run's last step (trainer_state.json records max_steps)."""
+    state = read_json(checkpoint / "trainer_state.json")
+    return 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
+
+
+def load_finished_checkpoint(trainer: Any, checkpoint: Path) -> None:
+    """The final checkpoint's LoRA weights and trainer state, loaded into `trainer` without training."""
+    from peft import load_peft_weights, set_peft_model_state_dict
+    from transformers import TrainerState
+
+    device = str(next(trainer.model.parameters()).device)
+    set_peft_model_state_dict(trainer.model, load_peft_weights(str(checkpoint), device=device))
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+
+
 def checkpoint_folder(config: Config) -> Path:
     """Checkpoints live under their training key: other settings or data never resume from, or delete, them."""
     return config.run_dir / "checkpoints" / training_key(config)
@@ -311,6 +327,11 @@ def train(config: Config, loaded: LoadedModel | None = None, progress: bool = Tr
     while True:
         trainer = build_trainer(loaded, config, splits, batch, accum, progress, eval_on_start=resume_from is None,
                                 checkpoint_dir=checkpoint_dir)
+        if resume_from and training_finished(resume_from):
+            # The Trainer would run one more step past max_steps when resumed from the final checkpoint.
+            print(f"[titlegen] training already finished at {resume_from.name}: its weights are loaded, not trained again")
+            load_finished_checkpoint(trainer, resume_from)
+            break
         try:
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             break
