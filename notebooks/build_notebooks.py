@@ -114,7 +114,7 @@ SETUP_NB = notebook(
          "backend otherwise. The model loader is the only place the backends differ.",
          "from titlegen_lib.models import choose_backend\n\nchoose_backend(config.backend)"),
         ("## The model\n\nWhat `model_name` stands for: a registry entry, a hub id or a local folder.",
-         "from titlegen_lib.models import resolve_model\n\nresolve_model(config.model_name)"),
+         "from titlegen_lib.registry import resolve_model\n\nresolve_model(config.model_name)"),
         ("Next: `01_preprocess`.", ""),
     ],
 )

@@ -67,3 +67,46 @@ def test_missing_config_file_is_named(tmp_path):
 def test_hub_ids_and_local_paths_are_valid_model_names(tmp_path):
     assert Config.from_dict(model_name="someone/some-model").model_name == "someone/some-model"
     assert Config.from_dict(model_name=str(tmp_path)).model_name == str(tmp_path)
+
+
+@pytest.mark.parametrize(("flag", "field"), [("seed=1e400", "seed"), ("learning_rate=.nan", "learning_rate"),
+                                             ("learning_rate=.inf", "learning_rate"), ("top_p=-.inf", "top_p"),
+                                             ("max_steps=1e999", "max_steps")])
+def test_non_finite_and_overflowing_numbers_name_the_field(flag, field):
+    with pytest.raises(ConfigError, match=field):
+        Config.from_cli(["-p", flag])
+
+
+def test_a_config_file_that_is_not_utf8_is_one_clear_error(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes("run_name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="run.yaml is not UTF-8"):
+        Config.from_file(path)
+
+
+def test_every_setting_has_help_and_a_group_and_the_cli_shows_it():
+    from dataclasses import fields
+
+    from titlegen_lib.__main__ import build_parser
+
+    for f in fields(Config):
+        assert f.metadata["help"] and f.metadata["group"], f.name
+    text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert "--learning-rate VALUE" in text and "peak learning rate" in text
+
+
+def test_trainer_settings_reach_sftconfig_under_their_own_names(offline_config):
+    from titlegen_lib.train import sft_config
+
+    config = offline_config.replace(warmup_steps=0.1, weight_decay=0.01, lr_scheduler_type="linear", save_total_limit=5)
+    args = sft_config(config, "cpu", packing=False, batch_size=4, grad_accum=2)
+    for name, value in config.group("trainer", "trainer_log").items():
+        expected = {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2, "report_to": []}.get(name, value)
+        assert getattr(args, name) == expected, name  # report_to "none": TRL stores no tracker as []
+
+
+def test_a_value_trl_refuses_is_a_config_error(offline_config):
+    from titlegen_lib.train import sft_config
+
+    with pytest.raises(ConfigError, match="lr_scheduler_type|no_such_schedule"):
+        sft_config(offline_config.replace(lr_scheduler_type="no_such_schedule"), "cpu", False, 4, 1)

@@ -346,6 +346,9 @@ def test_parallel_cleaning_matches_serial(tmp_path, offline_config, monkeypatch,
         train = InputFile(gz)
     config = offline_config.replace(train_samples=0, val_samples=0, test_samples=0)
     serial = preprocess_files(train, test, config, tmp_path / "serial", workers=1)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TITLEGEN_SCRATCH", str(scratch))  # the local disk; work_dir is Drive on Colab
     monkeypatch.setattr(data, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(data, "BLOCK_BYTES", 1000)  # many small blocks, cut mid-line, several in flight
     parallel = preprocess_files(train, test, config, tmp_path / "parallel", workers=2, force=True)
@@ -353,6 +356,19 @@ def test_parallel_cleaning_matches_serial(tmp_path, offline_config, monkeypatch,
         assert serial.paths[split].read_bytes() == parallel.paths[split].read_bytes()
     assert serial.summary["files"] == parallel.summary["files"]
     assert ", line 47: " in parallel.summary["files"]["train"]["problems"][0]  # "{broken", after 46 lines
+    # Scratch rows and the workers' spool files went to the scratch folder and are gone; the outputs folder
+    # holds the outputs only.
+    assert not list(scratch.iterdir())
+    assert sorted(p.name for p in (tmp_path / "parallel").iterdir()) == ["summary.json", "test.jsonl", "train.jsonl",
+                                                                          "val.jsonl"]
+
+
+def test_preprocess_shows_progress_by_bytes_read(tmp_path, offline_config, capsys):
+    train, test = train_and_test_files(tmp_path)
+    preprocess_files(train, test, offline_config, tmp_path / "o", progress=True)
+    err = capsys.readouterr().err
+    assert f"cleaning {train.path.name}" in err and f"cleaning {test.path.name}" in err
+    assert "100%" in err and f"{train.path.stat().st_size / 1000:.2f}k/" in err  # the whole file, by bytes
 
 
 def test_byte_ranges_give_every_line_once_in_order(tmp_path):
@@ -391,7 +407,7 @@ def _one_by_one(blocks, banned):
 def test_deduplication_keeps_the_one_by_one_rule(tmp_path):
     import numpy as np
 
-    from titlegen_lib.data import BlockResult, _Kept
+    from titlegen_lib.data import RECORD_KEYS, BlockResult, KeptRecords
 
     rng = random.Random(0)
     for trial in range(30):
@@ -400,17 +416,16 @@ def test_deduplication_keeps_the_one_by_one_rule(tmp_path):
                   for _ in range(6)]
         banned = set(rng.sample(range(6), trial % 3))
         expected, expected_drops = _one_by_one(blocks, banned)
-        tally, kept = Tally("x"), _Kept(tmp_path / f"{trial}.tmp")
+        tally, kept = Tally("x"), KeptRecords(tmp_path / f"{trial}.tmp")
         for block in blocks:
             rows = b"".join(b"%d\n" % i for i in range(len(block)))
-            # keys: record, uid, title as drawn; split and sample keys, title and content characters, row bytes
-            keys = np.array([(*row, 0, 0, 1, 1, len(b"%d\n" % i)) for i, row in enumerate(block)],
-                            dtype=np.uint64).reshape(-1, BlockResult.KEYS)
-            kept.add(BlockResult(0, keys, rows, Counter(), []))
+            # keys: record, uid, title as drawn; sample key, title and content characters, row bytes
+            keys = np.array([(*row, 0, 1, 1, len(b"%d\n" % i)) for i, row in enumerate(block)], dtype=RECORD_KEYS)
+            kept.add(BlockResult(0, len(rows), keys, rows, Counter(), []))
         mask = kept.unique(tally, np.array(sorted(banned), dtype=np.uint64))
         assert [row for row, keep in zip((row for block in blocks for row in block), mask) if keep] == expected
         assert tally.drops == expected_drops
-        kept.remove()
+        kept.finish()
 
 
 def _full_decision(title: str, content: str, rules: CleanRules) -> str:

@@ -1,7 +1,10 @@
 """One typed config for every run: notebooks (papermill parameters), the command line and tests.
 
-A `Config` is built from defaults, then a preset, then a YAML/JSON file, then explicit overrides,
-and is validated once; every error names the field and what to do.
+Each setting is declared once, below: its type, default, one-line help (the command line's --help shows
+it) and its group. Settings of the "trainer" and "trainer_log" groups are passed to TRL's SFTConfig
+under their own name, so adding a trainer setting is adding one field here. A `Config` is built from
+defaults, then a preset, then a YAML/JSON file, then explicit overrides, and is validated once; every
+error names the setting and what to do.
 """
 
 from __future__ import annotations
@@ -9,12 +12,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Sequence, get_args, get_origin, get_type_hints
 
 import yaml
+
+from titlegen_lib.registry import MODEL_REGISTRY, is_known_model
 
 
 class ConfigError(ValueError):
@@ -25,91 +31,104 @@ Language = Literal["en", "pt"]
 PromptFormat = Literal["auto", "chat", "plain"]
 Backend = Literal["auto", "unsloth", "transformers", "cpu"]
 
-# Hub ids look like "owner/name"; local paths must exist. Registry names are listed in models.py.
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Groups. "trainer": passed to SFTConfig as is and part of the training key (changing one starts new
+# checkpoints). "trainer_log": passed to SFTConfig as is, never in the key (when to log, evaluate, save).
+# "model", "lora", "prompt", "training": our own, in the training key. The rest never change what is trained.
+TRAINING_KEY_GROUPS = ("model", "lora", "prompt", "trainer", "training")
+SFT_GROUPS = ("trainer", "trainer_log")
+
+
+def setting(default: Any, help: str, group: str) -> Any:
+    """A Config field with its help text and group (lists get a fresh copy per Config)."""
+    metadata = {"help": help, "group": group}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class Config:
     """Every knob of a run. Defaults are the Colab T4 profile; `preset="offline"` is the CPU one."""
 
-    preset: str = "colab-t4"
+    preset: str = setting("colab-t4", "named set of values applied before yours: colab-t4, large-gpu, offline", "run")
     # --- paths ---
-    raw_dir: str = ""  # folder with trn.json / tst.json (or .gz, or LF-Amazon-1.3M.raw.zip); "" = synthetic
-    work_dir: str = "outputs/work"  # prepared data, checkpoints, adapters (Drive on Colab)
-    output_dir: str = "outputs"  # evaluation, reports, executed notebooks
-    run_name: str = "default"
+    raw_dir: str = setting("", "folder holding trn.json / tst.json (or .gz, or LF-Amazon-1.3M.raw.zip); "
+                               "empty: synthetic data", "data")
+    work_dir: str = setting("outputs/work", "prepared data, checkpoints and adapters (Drive on Colab)", "run")
+    output_dir: str = setting("outputs", "evaluation, reports and executed notebooks", "run")
+    run_name: str = setting("default", "name of this run: its settings, checkpoints, adapter and evaluation", "run")
     # --- data ---
-    train_file: str = "trn.json"
-    test_file: str = "tst.json"
-    synthetic_train_records: int = 4000  # used only when raw_dir is ""
-    synthetic_test_records: int = 800
-    min_title_chars: int = 3
-    min_content_chars: int = 40
-    max_content_chars: int = 2000
-    max_content_tokens: int = 0  # 0 = no token limit
-    dedup_titles: bool = True  # keep the record with the longest content for a repeated title
-    strict: bool = False  # stop at the first malformed line instead of counting and skipping it
-    val_fraction: float = 0.05
-    train_samples: int = 20000  # 0 = every record
-    val_samples: int = 500
-    test_samples: int = 200  # fixed, seeded test sample for evaluation
-    seed: int = 42
+    train_file: str = setting("trn.json", "train file name inside raw_dir", "data")
+    test_file: str = setting("tst.json", "test file name inside raw_dir", "data")
+    synthetic_train_records: int = setting(4000, "synthetic train lines when raw_dir is empty", "data")
+    synthetic_test_records: int = setting(800, "synthetic test lines when raw_dir is empty", "data")
+    min_title_chars: int = setting(3, "drop records whose cleaned title is shorter", "data")
+    min_content_chars: int = setting(40, "drop records whose cleaned description is shorter", "data")
+    max_content_chars: int = setting(2000, "drop records whose cleaned description is longer", "data")
+    max_content_tokens: int = setting(0, "drop descriptions longer than this many tokens; 0: no limit", "data")
+    dedup_titles: bool = setting(True, "keep one record per title (the longest description)", "data")
+    strict: bool = setting(False, "stop at the first malformed line instead of counting and skipping it", "data")
+    val_fraction: float = setting(0.05, "share of train uids held out for validation", "data")
+    train_samples: int = setting(20000, "train records to write (a seeded sample); 0: all", "data")
+    val_samples: int = setting(500, "validation records to write; 0: all", "data")
+    test_samples: int = setting(200, "test records every system is scored on; 0: all", "data")
+    seed: int = setting(42, "seed of the samples, LoRA initialisation, data order and bootstrap", "trainer")
     # --- prompt ---
-    language: Language = "en"
-    prompt_format: PromptFormat = "auto"  # "auto": the tokenizer's chat template when it has one
+    language: Language = setting("en", "language of the prompt's instruction: en or pt", "prompt")
+    prompt_format: PromptFormat = setting("auto", "auto (the chat template when the tokenizer has one), chat or "
+                                                  "plain", "prompt")
     # --- model ---
-    model_name: str = "unsloth/tinyllama-bnb-4bit"
-    backend: Backend = "auto"
-    max_seq_length: int = 1024
-    load_in_4bit: bool = True
-    trust_remote_code: bool = False
+    model_name: str = setting("unsloth/tinyllama-bnb-4bit", "a registry name, hub id or local folder", "model")
+    backend: Backend = setting("auto", "auto, unsloth, transformers or cpu", "runtime")
+    max_seq_length: int = setting(1024, "longest training example in tokens; longer ones are left out", "model")
+    load_in_4bit: bool = setting(True, "load the base model in 4-bit (QLoRA)", "model")
+    trust_remote_code: bool = setting(False, "allow a hub model's own Python code to run", "runtime")
     # --- LoRA ---
-    lora_r: int = 16
-    lora_alpha: int = 16
-    # 0.0, not the seed's 0.1: 8% faster on the H100 (bench/RESULTS.md; Unsloth 2026.10.9 fuses dropout into
-    # its LoRA kernels, so 0.1 stays on the fast path, which still needs bias "none").
-    lora_dropout: float = 0.0
-    lora_bias: str = "none"
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
-    )
-    # --- training ---
-    num_train_epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
-    per_device_train_batch_size: int = 16
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 2e-4
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    optim: str = "auto"  # "auto": adamw_8bit with bitsandbytes on CUDA, adamw_torch otherwise
-    packing: bool = True
-    padding_free: bool = False
-    gradient_checkpointing: bool = True
-    logging_steps: int = 10
-    eval_steps: int = 100
-    save_steps: int = 100
-    save_total_limit: int = 2
-    resume: bool = True
-    remove_other_checkpoints: bool = False  # delete checkpoints kept under other settings' keys
-    report_to: str = "none"
-    merge_16bit: bool = False
+    lora_r: int = setting(16, "LoRA rank", "lora")
+    lora_alpha: int = setting(16, "LoRA alpha (the update is scaled by alpha / r)", "lora")
+    lora_dropout: float = setting(0.0, "dropout on the LoRA input", "lora")
+    lora_bias: str = setting("none", "which biases to train: none, all or lora_only", "lora")
+    lora_target_modules: list[str] = setting(["q_proj", "k_proj", "v_proj", "o_proj"],
+                                             "modules that get LoRA adapters (comma-separated)", "lora")
+    # --- training: TRL SFTConfig fields, passed as they are ---
+    num_train_epochs: float = setting(1.0, "passes over the train split", "trainer")
+    max_steps: int = setting(-1, "optimizer steps; > 0 overrides num_train_epochs", "trainer")
+    per_device_train_batch_size: int = setting(16, "examples a step on each device", "trainer")
+    gradient_accumulation_steps: int = setting(1, "batches accumulated a step", "trainer")
+    learning_rate: float = setting(2e-4, "peak learning rate", "trainer")
+    lr_scheduler_type: str = setting("cosine", "learning-rate schedule (transformers' names)", "trainer")
+    warmup_steps: float = setting(0.03, "warm-up steps; a number below 1 is a share of all steps", "trainer")
+    weight_decay: float = setting(0.0, "AdamW weight decay", "trainer")
+    logging_steps: int = setting(10, "log the train loss every N steps", "trainer_log")
+    eval_steps: int = setting(100, "validation loss every N steps", "trainer_log")
+    save_steps: int = setting(100, "checkpoint every N steps", "trainer_log")
+    save_total_limit: int = setting(2, "checkpoints kept", "trainer_log")
+    report_to: str = setting("none", "experiment trackers (none, tensorboard, wandb, ...)", "trainer_log")
+    # --- training: ours ---
+    optim: str = setting("auto", "optimizer; auto: adamw_8bit with bitsandbytes on CUDA, else adamw_torch",
+                         "training")
+    packing: bool = setting(True, "pack examples into full rows where the backend can keep them apart", "training")
+    padding_free: bool = setting(False, "padding-free packed batches (needs packing)", "training")
+    gradient_checkpointing: bool = setting(True, "recompute activations to save GPU memory", "training")
+    resume: bool = setting(True, "resume from the last complete checkpoint of the same settings and data", "run")
+    remove_other_checkpoints: bool = setting(False, "delete checkpoints kept under other settings' keys", "run")
+    merge_16bit: bool = setting(False, "also save the base model with LoRA merged in, 16-bit", "run")
     # --- generation ---
-    max_new_tokens: int = 160
-    gen_batch_size: int = 64  # titles a batch: 49x the one-at-a-time loop on an H100 (bench/RESULTS.md)
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 0.9
-    # The repetition guard for the demo and `generate`; the comparison leaves it off (eval_repetition_guard).
-    repetition_penalty: float = 1.1
-    no_repeat_ngram_size: int = 4
+    max_new_tokens: int = setting(160, "longest generated description in tokens", "generation")
+    gen_batch_size: int = setting(64, "titles generated together", "generation")
+    temperature: float = setting(0.0, "sampling temperature; 0: greedy", "generation")
+    top_p: float = setting(0.9, "nucleus sampling's top-p (with temperature > 0)", "generation")
+    repetition_penalty: float = setting(1.1, "the demo's repetition guard: penalty on repeated tokens",
+                                        "generation")
+    no_repeat_ngram_size: int = setting(4, "the demo's repetition guard: never repeat an n-gram of this size",
+                                        "generation")
     # --- evaluation ---
-    # False: every model in the comparison decodes greedily with no repetition penalty and no n-gram
-    # block, so the metrics measure what the model learned (the guard hides the base model's loops).
-    # True: with the two settings above, as the demo decodes.
-    eval_repetition_guard: bool = False
-    bootstrap_samples: int = 1000
-    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    eval_repetition_guard: bool = setting(False, "decode the comparison with the repetition guard (off: every "
+                                                 "model decodes greedily, so metrics measure the models)",
+                                          "evaluation")
+    bootstrap_samples: int = setting(1000, "bootstrap resamples for the confidence intervals", "evaluation")
+    embedding_model: str = setting("sentence-transformers/all-MiniLM-L6-v2", "sentence embeddings for "
+                                   "semantic similarity", "evaluation")
 
     # ----- construction -----
     @classmethod
@@ -119,7 +138,7 @@ class Config:
         unknown = sorted(set(merged) - set(_field_types()))
         if unknown:
             raise ConfigError(f"unknown setting(s) {unknown}; valid names are the fields of titlegen_lib.Config")
-        preset = merged.get("preset", cls.preset)
+        preset = merged.get("preset", DEFAULT_PRESET)
         if preset not in PRESETS:
             raise ConfigError(f"preset: unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
         layered = {**PRESETS[preset], **merged, "preset": preset}
@@ -130,16 +149,7 @@ class Config:
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> "Config":
         """Load a YAML or JSON file (a mapping of field names to values)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML/JSON: {exc}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of setting names to values")
-        return cls.from_dict(values, **overrides)
+        return cls.from_dict(read_settings_file(path), **overrides)
 
     @classmethod
     def from_cli(cls, argv: Sequence[str] | None = None) -> "Config":
@@ -157,6 +167,10 @@ class Config:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+
+    def group(self, *names: str) -> dict[str, Any]:
+        """The settings of these groups, by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["group"] in names}
 
     # ----- derived paths -----
     @property
@@ -180,7 +194,7 @@ class Config:
         """Raise ConfigError naming the first wrong field."""
         for name in ("synthetic_train_records", "synthetic_test_records", "train_samples", "val_samples",
                      "test_samples", "min_title_chars", "min_content_chars", "max_content_tokens",
-                     "lora_dropout", "weight_decay", "warmup_ratio", "temperature", "no_repeat_ngram_size",
+                     "lora_dropout", "weight_decay", "warmup_steps", "temperature", "no_repeat_ngram_size",
                      "save_total_limit"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -205,29 +219,23 @@ class Config:
             raise ConfigError(f"raw_dir {self.raw_dir!r} is not a folder; point it at the folder holding "
                               f"{self.train_file} (on Colab: under /content/drive/MyDrive) or leave it empty "
                               "for synthetic data")
-        self._validate_model_name()
+        if not is_known_model(self.model_name):
+            raise ConfigError(f"model_name {self.model_name!r} is unknown: use one of {sorted(MODEL_REGISTRY)}, "
+                              "a hub id such as 'owner/model', or an existing local folder")
 
-    def _validate_model_name(self) -> None:
-        from titlegen_lib.models import MODEL_REGISTRY  # models imports config; import here to avoid a cycle
 
-        name = self.model_name
-        if name in MODEL_REGISTRY or Path(name).exists() or _HUB_ID.match(name):
-            return
-        raise ConfigError(f"model_name {name!r} is unknown: use one of {sorted(MODEL_REGISTRY)}, "
-                          "a hub id such as 'owner/model', or an existing local folder")
-
+DEFAULT_PRESET = "colab-t4"
 
 # Values a preset changes; everything else keeps the dataclass default.
 PRESETS: dict[str, dict[str, Any]] = {
     # Free Colab T4 (15 GB, no bf16): 4-bit TinyLlama, checkpointing on, padded batches of 64 grouped by
-    # length. Without flash-attention varlen kernels (T4; torch < 2.12) Unsloth runs packed batches one
-    # document at a time, slower than padding (bench/RESULTS.md).
+    # length (without flash-attention's varlen kernels Unsloth runs packed batches one document at a time).
     "colab-t4": {
         "packing": False,
         "per_device_train_batch_size": 64,
     },
     # A GPU with memory to spare (A100/H100): 16-bit base, padded batches of 128, no gradient checkpointing
-    # (about 45 GiB; a 40 GB card falls back to 64 x 2 through the out-of-memory backoff).
+    # (a 40 GB card falls back to 64 x 2 through the out-of-memory backoff).
     "large-gpu": {
         "load_in_4bit": False,
         "packing": False,
@@ -270,6 +278,24 @@ def _field_types() -> dict[str, Any]:
     return get_type_hints(Config)
 
 
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """A YAML or JSON file's mapping of setting names to values; one-line errors for what cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML/JSON: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of setting names to values")
+    return values
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Convert strings from the CLI or papermill to the field's type; reject wrong types by field name."""
     kind = _field_types()[name]
@@ -295,8 +321,10 @@ def _coerce(name: str, value: Any) -> Any:
             raise ConfigError(f"{name} must be a number, got {value!r}")
         try:
             number = float(value) if kind is float else _to_int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+        if kind is float and not math.isfinite(number):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
         return number
     if kind is str:
         if value is None:
@@ -314,12 +342,14 @@ def _to_int(value: Any) -> int:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add `--config`, `-p key=value` and one `--field-name` flag per Config field."""
+    """Add `--config`, `-p key=value` and one `--field-name` flag per Config field, with its help text."""
     parser.add_argument("--config", help="YAML or JSON file of settings")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                         help="override one setting (repeatable), as papermill's -p")
+    defaults = Config()
     for f in fields(Config):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, metavar="VALUE")
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, metavar="VALUE",
+                            help=f"{f.metadata['help']} (default: {getattr(defaults, f.name)!r}, before the preset)")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

