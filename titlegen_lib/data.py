@@ -56,14 +56,6 @@ class DropReason(str, Enum):
     TITLE_IN_TRAIN = "title_in_train"
     TOO_MANY_TOKENS = "too_many_tokens"
 
-    @property
-    def is_malformed(self) -> bool:
-        return self in _MALFORMED
-
-
-_MALFORMED = {DropReason.BAD_ENCODING, DropReason.MALFORMED_JSON, DropReason.NOT_AN_OBJECT,
-              DropReason.MISSING_FIELD, DropReason.WRONG_TYPE}
-
 
 class DataFileError(RuntimeError):
     """An input file cannot be read as AmazonTitles JSON lines; the message names the file and line."""
