@@ -191,6 +191,10 @@ def model_source(spec: ModelSpec) -> str:
     """The folder or hub id that from_pretrained loads for this spec."""
     if spec.gguf_file:
         return str(_dequantised_copy(spec))
+    if spec.llama_shape:
+        from titlegen_lib.offline_models import random_llama_dir
+
+        return str(random_llama_dir(spec, cache_root()))
     return spec.hub_id or spec.name
 
 

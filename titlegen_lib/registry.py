@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 OFFLINE_MODEL = "smollm2-135m-offline"
+TINY_LLAMA = "tiny-llama-random"
+TINYLLAMA_SHAPED = "tinyllama-shaped-random"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "owner/name"
 
 
@@ -24,6 +26,7 @@ class ModelSpec:
     eos_token: str | None = None  # override when the checkpoint's metadata names the wrong EOS
     pad_token: str | None = None  # a pad token distinct from EOS, so EOS is never masked as padding
     prequantized_4bit: bool = False
+    llama_shape: tuple[tuple[str, int], ...] | None = None  # built offline with random weights (offline_models)
 
 
 MODEL_REGISTRY: dict[str, ModelSpec] = {
@@ -42,6 +45,20 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
         # transformers 5.17 reads this GGUF's EOS as <|im_start|>; the chat template ends turns with <|im_end|>.
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
+    ),
+    # Random weights and a SentencePiece Llama tokenizer trained offline: the default model's tokenizer family
+    # and (the second) its shape, for code paths, speed and memory where the hub cannot be reached.
+    TINY_LLAMA: ModelSpec(
+        name=TINY_LLAMA,
+        description="a 2-layer Llama with random weights and a SentencePiece Llama tokenizer (CPU tests)",
+        llama_shape=(("hidden_size", 64), ("intermediate_size", 128), ("num_hidden_layers", 2),
+                     ("num_attention_heads", 4), ("num_key_value_heads", 2)),
+    ),
+    TINYLLAMA_SHAPED: ModelSpec(
+        name=TINYLLAMA_SHAPED,
+        description="TinyLlama 1.1B's shape with random weights and a SentencePiece Llama tokenizer (GPU checks)",
+        llama_shape=(("hidden_size", 2048), ("intermediate_size", 5632), ("num_hidden_layers", 22),
+                     ("num_attention_heads", 32), ("num_key_value_heads", 4)),
     ),
 }
 
