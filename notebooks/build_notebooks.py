@@ -3,9 +3,11 @@
     python notebooks/build_notebooks.py            # rewrite notebooks/*.ipynb
     python notebooks/build_notebooks.py --check    # exit 1 if a committed notebook differs from this script
 
-Every notebook: a title with an "Open in Colab" badge, the setup cell, a papermill `parameters` cell
-(a Colab form), then short cells that each call one titlegen_lib function and show its result.
-Notebooks are written without outputs or execution counts, with fixed cell ids.
+Every notebook: a title with an "Open in Colab" badge, the setup cell (on Colab: the project, Drive, the
+pinned packages), a papermill `parameters` cell (a Colab form whose empty fields mean "as the run saved
+them"), the run's Config, then short cells that each call one titlegen_lib function and show its result,
+and a last cell that makes sure Drive has everything. Notebooks are written without outputs or execution
+counts, with fixed cell ids.
 """
 
 from __future__ import annotations
@@ -18,71 +20,109 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
-OWNER = "titlegen-project"  # placeholder: the GitHub owner the Colab badge and the clone point at
-REPO_URL = f"https://github.com/{OWNER}/titlegen"
+# The published repository: the Colab badges open its notebooks, and the setup cell clones it when the project
+# is not on Drive. The one place to change when the project moves.
+REPOSITORY = "titlegen-project/titlegen"
+REPO_URL = f"https://github.com/{REPOSITORY}"
 
 SETUP = f"""\
-# Setup: on Colab, fetch the project (once per runtime), mount Drive and install the pinned requirements.
+#@title Setup: the project, Drive and the pinned packages
+# Where the project comes from on Colab: "" = a copy on Drive (MyDrive/titlegen/, uploaded as a folder or as
+# titlegen.zip), else the published repository; or a git URL, or a folder or .zip path under /content/drive.
+project_source = ""  #@param {{type:"string"}}
 import os
 import sys
 
-if "google.colab" in sys.modules:
-    !test -d /content/titlegen || git clone -q --depth 1 {REPO_URL} /content/titlegen
-    sys.path.insert(0, "/content/titlegen")
+COLAB = "/content"  # Colab's local disk: the project is copied here, once per runtime
+if "COLAB_RELEASE_TAG" in os.environ or "google.colab" in sys.modules:
+    if not os.path.isfile(f"{{COLAB}}/titlegen/titlegen_lib/__init__.py"):
+        import shutil, subprocess, tempfile, zipfile
+        from google.colab import drive
+
+        drive.mount(f"{{COLAB}}/drive")
+        on_drive = f"{{COLAB}}/drive/MyDrive/titlegen"
+        for source in [project_source] if project_source else [on_drive, on_drive + ".zip", "{REPO_URL}"]:
+            if os.path.isfile(f"{{source}}/titlegen_lib/__init__.py"):  # a folder
+                shutil.copytree(source, f"{{COLAB}}/titlegen",
+                                ignore=shutil.ignore_patterns("work", "outputs", ".git", ".venv", "pip-cache"))
+            elif source.endswith(".zip") and os.path.isfile(source):  # GitHub's zip holds one top folder
+                unpacked = tempfile.mkdtemp()
+                zipfile.ZipFile(source).extractall(unpacked)
+                top = [d for d, _, files in os.walk(unpacked) if "pyproject.toml" in files]
+                if top:
+                    shutil.move(min(top, key=len), f"{{COLAB}}/titlegen")
+            elif "://" in source or source.endswith(".git"):
+                subprocess.run(["git", "clone", "-q", "--depth", "1", source, f"{{COLAB}}/titlegen"])
+            if os.path.isfile(f"{{COLAB}}/titlegen/titlegen_lib/__init__.py"):
+                print(f"[titlegen] project from {{source}}")
+                break
+        else:
+            raise SystemExit("The titlegen project was not found: upload the repository to Google Drive as "
+                             "MyDrive/titlegen (a folder) or MyDrive/titlegen.zip, or set project_source to its "
+                             "git URL, then run this cell again.")
+    sys.path.insert(0, f"{{COLAB}}/titlegen")
 elif os.path.isfile("../titlegen_lib/__init__.py"):  # Jupyter started inside notebooks/
     sys.path.insert(0, os.path.abspath(".."))
 
-from titlegen_lib.runner import setup_environment
+from titlegen_lib.colab import setup_environment
 
-environment = setup_environment()"""
+environment = setup_environment(loads_models={{loads_models}})"""
 
 COMMON_PARAMETERS = """\
 #@title Parameters
-# "" or None = not set: config_file, then the preset, decides. The values set here win over config_file.
-# Relative paths are from the project folder; on Colab, work_dir and output_dir default to Drive.
-preset = "colab-t4"  #@param ["colab-t4", "large-gpu", "offline"]
-config_file = ""  #@param {type:"string"}
-run_name = "default"  #@param {type:"string"}
+# Empty = as this run saved them (the first notebook of a run saves its settings on Drive, under the run's
+# folder), else config_file, else the preset. Relative paths are from the project folder; on Colab, work_dir
+# and output_dir default to MyDrive/titlegen.
+run_name = ""  #@param {type:"string"}
+preset = ""  #@param ["", "colab-t4", "large-gpu", "offline"]
+model_name = ""  #@param {type:"string"}
 raw_dir = ""  #@param {type:"string"}
+config_file = ""  #@param {type:"string"}
 work_dir = ""  #@param {type:"string"}
 output_dir = ""  #@param {type:"string"}"""
 
 PARAMETERS_PROSE = """\
 ## Parameters
 
-A form on Colab; `python -m titlegen_lib run` fills it in for headless runs (papermill). Use
-`preset = "offline"` on a machine without a GPU: the small bundled model on synthetic data."""
+A form on Colab; `python -m titlegen_lib run` fills it in for headless runs (papermill). Type a `run_name` in
+every notebook of a run (empty means `default`); anything else you leave empty keeps the value the run saved.
+`preset = "offline"` suits a machine without a GPU: the small bundled model on synthetic data."""
 
 CONFIG_PROSE = """\
-Every step reads one `Config`, built from the preset, the optional `config_file` and the parameters
-above, and checked once: a wrong value stops here with a message naming the setting."""
+The run's settings: the ones it saved, with this form's changes on top, checked once (a wrong value stops here
+with a message naming the setting). What changed is printed, with the notebooks to rerun if it makes earlier
+work stale."""
+
+FINISH = ("Last: make sure everything this notebook wrote has reached Drive before the runtime goes away.",
+          "from titlegen_lib.colab import finish_notebook\n\nfinish_notebook(environment)")
 
 
-def _config_call(knobs: list[str]) -> str:
-    names = ["preset", "run_name", "raw_dir", "work_dir", "output_dir", *knobs]
-    return "from titlegen_lib.runner import notebook_config\n\nconfig = notebook_config(\n    config_file,\n" + \
-        "".join(f"    {name}={name},\n" for name in names) + ")"
+def _config_call(stem: str, knobs: list[str]) -> str:
+    names = ["run_name", "preset", "model_name", "raw_dir", "work_dir", "output_dir", *knobs]
+    return (f"from titlegen_lib.runner import notebook_config\n\nconfig = notebook_config(\n    config_file,\n"
+            f"    notebook={stem!r},\n" + "".join(f"    {name}={name},\n" for name in names) + ")")
 
 
 def title_cell(stem: str, title: str, intro: str) -> nbformat.NotebookNode:
-    badge = (f'<a href="https://colab.research.google.com/github/{OWNER}/titlegen/blob/main/notebooks/{stem}.ipynb" '
+    badge = (f'<a href="https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{stem}.ipynb" '
              'target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" '
              'alt="Open In Colab"/></a>')
     return new_markdown_cell(f"# {title}\n\n{badge}\n\n{intro}")
 
 
-def notebook(stem: str, title: str, intro: str, knobs: str, body: list[tuple[str, str]]) -> nbformat.NotebookNode:
-    """A notebook: title, setup, parameters (tagged for papermill), the Config, then (prose, code) pairs."""
+def notebook(stem: str, title: str, intro: str, knobs: str, body: list[tuple[str, str]],
+             gpu: bool = True) -> nbformat.NotebookNode:
+    """A notebook: title, setup, parameters (tagged for papermill), the Config, (prose, code) pairs, Drive flush."""
     knob_names = [line.split("=")[0].strip() for line in knobs.splitlines() if line.strip() and "=" in line]
     cells = [
         title_cell(stem, title, intro),
-        new_code_cell(SETUP),
+        new_code_cell(SETUP.replace("{loads_models}", str(gpu))),
         new_markdown_cell(PARAMETERS_PROSE),
         new_code_cell(COMMON_PARAMETERS + ("\n" + knobs if knobs else ""), metadata={"tags": ["parameters"]}),
         new_markdown_cell(CONFIG_PROSE),
-        new_code_cell(_config_call(knob_names)),
+        new_code_cell(_config_call(stem, knob_names)),
     ]
-    for prose, code in body:
+    for prose, code in [*body, FINISH]:
         if prose:
             cells.append(new_markdown_cell(prose))
         if code:
@@ -93,22 +133,26 @@ def notebook(stem: str, title: str, intro: str, knobs: str, body: list[tuple[str
     nb.metadata = {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"},
-        "accelerator": "GPU",  # Colab opens it on a GPU runtime
         "colab": {"provenance": [], "toc_visible": True},
     }
+    if gpu:  # Colab opens it on a T4 runtime; 01 needs no GPU
+        nb.metadata["accelerator"] = "GPU"
+        nb.metadata["colab"]["gpuType"] = "T4"
     return nb
 
 
 SETUP_NB = notebook(
     "00_setup", "00 · Setup: runtime, GPU and backend",
-    "Run this first on a fresh runtime (on Colab: *Runtime > Change runtime type > T4 GPU*). It mounts Google "
-    "Drive, where the data, checkpoints and results live so a disconnect loses nothing, installs the pinned "
-    "versions from `requirements-colab.txt`, and reports the hardware and the training backend the next "
-    "notebooks will use.",
+    "Run this first (on Colab: *Runtime > Change runtime type > T4 GPU*). The setup cell copies the project into "
+    "the runtime, mounts Google Drive, where the data, checkpoints and results live so a disconnect loses nothing, "
+    "installs the pinned packages without touching Colab's own torch and numpy, and imports Unsloth before "
+    "anything else. Every notebook of the series starts with the same cell, because Colab gives each notebook a "
+    "fresh runtime. The form below starts a run: its settings are saved on Drive for the next notebooks.",
     'backend = ""  #@param ["", "auto", "unsloth", "transformers", "cpu"]',
     [
         ("## Hardware and versions\n\nThe GPU and its memory decide the batch size and the precision (a T4 has "
-         "no bf16, so training runs in fp16); the versions should be the pinned set in `requirements.txt`.",
+         "no bf16, so training runs in fp16 with a gradient scaler); the versions should be the pinned set in "
+         "`requirements.txt`.",
          "from titlegen_lib.models import environment_report\n\nenvironment_report()"),
         ("## Backend\n\nUnsloth on a GPU where it is installed, transformers + PEFT on a GPU without it, the CPU "
          "backend otherwise. The model loader is the only place the backends differ.",
@@ -125,12 +169,12 @@ PREPROCESS_NB = notebook(
     "records in the same format when `raw_dir` is empty. Cleaning unescapes HTML entities first, strips tags "
     "and boilerplate, and counts every dropped record by reason; duplicate titles keep their longest "
     "description, and no test title appears in training. The seeded train / val / test splits are written as "
-    "JSONL; rerunning with the same settings reuses them.",
+    "JSONL; rerunning with the same settings reuses them. This notebook needs no GPU.",
     'train_samples = None  #@param {type:"raw"}\nval_samples = None  #@param {type:"raw"}\n'
-    'test_samples = None  #@param {type:"raw"}',
+    'test_samples = None  #@param {type:"raw"}\nmax_content_chars = None  #@param {type:"raw"}',
     [
-        ("## Clean and split\n\nStreams the input (the 1.9 GB train file is never held in memory) and shows how "
-         "many records each split received.",
+        ("## Clean and split\n\nStreams the input (the 1.9 GB train file is never held in memory; the bar counts "
+         "bytes read) and shows how many records each split received.",
          "from titlegen_lib.data import preprocess\n\nresult = preprocess(config)\nresult.summary[\"written\"]"),
         ("## What was dropped, and why\n\nOne row per reason, one column per input file. Malformed lines are "
          "listed with file and line number in `summary.json`.",
@@ -145,18 +189,22 @@ PREPROCESS_NB = notebook(
          "sample_records(config, \"test\", n=3)"),
         ("Next: `02_baseline`.", ""),
     ],
+    gpu=False,
 )
 
 BASELINE_NB = notebook(
     "02_baseline", "02 · Baseline: the base model and two trivial systems",
-    "Before training: how well does the base model do with the exact prompt it will be trained on? And how "
-    "far do two trivial systems get, which a fine-tuned model must beat: *echo* (the title as the "
-    "description) and *retrieval* (the description of the most similar training title, TF-IDF). Scores are on "
-    "the fixed test sample, with bootstrap confidence intervals.",
+    "Before training: how well does the base model do with the prompt it will be trained on? And how far do two "
+    "trivial systems get, which a fine-tuned model must beat: *echo* (the title as the description) and "
+    "*retrieval* (the description of the most similar training title, TF-IDF). Scores are on the fixed test "
+    "sample, with bootstrap confidence intervals.",
     'max_new_tokens = None  #@param {type:"raw"}',
     [
         ("## The base model\n\nLoaded on the backend `00_setup` reported; the adapter comes in `03`.",
          "from titlegen_lib.models import describe, load_model\n\nbase = load_model(config)\ndescribe(base)"),
+        ("## The prompt\n\nExactly what the model reads before it writes, for a test title: the same function "
+         "renders it for training in `03`, for evaluation and for the demo.",
+         "from titlegen_lib.views import show_prompt\n\nshow_prompt(config, base.tokenizer)"),
         ("## Scores\n\nEach metric with its 95% confidence interval.",
          "from titlegen_lib.evaluate import baseline_report\n\nbaseline = baseline_report(config, loaded=base)\n"
          "baseline.table"),
@@ -170,23 +218,33 @@ BASELINE_NB = notebook(
 
 FINETUNE_NB = notebook(
     "03_finetune", "03 · Fine-tune: LoRA on prompt + description",
-    "Trains LoRA adapters on the prepared splits. Each example is the inference prompt, the description and "
-    "EOS; the loss covers the description and EOS only. Checkpoints go to the work folder (Drive on Colab): "
-    "rerun this notebook after a disconnect and it resumes from the last complete checkpoint.",
-    'max_steps = None  #@param {type:"raw"}\nlearning_rate = None  #@param {type:"raw"}\n'
-    'lora_r = None  #@param {type:"raw"}',
+    "Trains LoRA adapters on the prepared splits, one step a cell: the model, the adapters, the trainer's "
+    "settings, one example as the trainer sees it, then training. Each example is the inference prompt, the "
+    "description and EOS; the loss covers the description and EOS only. Checkpoints go to the work folder "
+    "(Drive on Colab): rerun this notebook after a disconnect and it resumes from the last complete checkpoint.",
+    'max_steps = None  #@param {type:"raw"}\nnum_train_epochs = None  #@param {type:"raw"}\n'
+    'learning_rate = None  #@param {type:"raw"}\nlora_r = None  #@param {type:"raw"}',
     [
-        ("## The tokenizer\n\nWith the EOS and pad tokens the model is trained with (pad is never EOS, so "
-         "padding never hides the stop token).",
-         "from titlegen_lib.models import load_tokenizer\n\ntokenizer = load_tokenizer(config)\n"
-         "tokenizer.eos_token, tokenizer.pad_token"),
-        ("## Sanity check: one training example\n\nExactly what the trainer sees. The grey prompt has label -100 "
-         "(no loss); the description and the highlighted EOS at the end are trained on, so the model learns "
-         "to write the description and then stop.",
-         "from titlegen_lib.views import show_training_example\n\nshow_training_example(config, tokenizer, index=0)"),
-        ("## Train\n\nThe progress bar and the loss table are the Trainer's. A rerun with the same settings "
-         "resumes; changed settings or data start afresh.",
-         "from titlegen_lib.train import train\n\nresult = train(config)\nresult.adapter_dir"),
+        ("## The model\n\nThe base model and its tokenizer, as `load_model` gives them to every later cell. "
+         "4-bit weights are counted as the values they hold (bitsandbytes stores two a byte).",
+         "from titlegen_lib.models import describe, load_model\n\nbase = load_model(config)\ndescribe(base)"),
+        ("## LoRA\n\nSmall trainable matrices beside the frozen weights of the target modules; PEFT says how many "
+         "parameters train.",
+         "from titlegen_lib.models import attach_lora\n\nmodel = attach_lora(base, config)\n"
+         "model.model.print_trainable_parameters()\nmodel.model.peft_config[\"default\"]"),
+        ("## The trainer's settings\n\nThe TRL `SFTConfig` that will run: the run's trainer settings as they are, "
+         "then what this run decides (precision from the GPU, the batch, the optimizer). Resuming and the "
+         "checkpoint folder are decided here too.",
+         "from titlegen_lib.train import prepare_fine_tune\n\nfine_tune = prepare_fine_tune(config, model)\n"
+         "fine_tune.settings_table()"),
+        ("## One training example\n\nExactly what the trainer sees. The grey prompt has label -100 (no loss); the "
+         "description and the highlighted EOS at the end are trained on, so the model learns to write the "
+         "description and then stop.",
+         "from titlegen_lib.views import show_training_example\n\n"
+         "show_training_example(config, model.tokenizer, index=0)"),
+        ("## Train\n\nThe loss table updates as it trains. A rerun with the same settings and data resumes; other "
+         "settings start their own checkpoints (kept under their own key, never deleted unasked).",
+         "result = fine_tune.run()\nresult.adapter_dir"),
         ("## Loss curves\n\nThe step-0 point is the base model's validation loss; validation loss should fall "
          "and then flatten, not rise (overfitting).",
          "from titlegen_lib.views import show_figures\n\nshow_figures({\"loss curve\": result.curve_png})"),
@@ -218,12 +276,12 @@ COMPARE_NB = notebook(
 TRY_IT_NB = notebook(
     "05_try_it", "05 · Try it: base and fine-tuned, side by side",
     "Type a product title and press *Generate*: the base model and the fine-tuned model write a description "
-    "with the same prompt and settings, streamed as they go. Temperature 0 is greedy decoding (top-p is then "
-    "unused); the language switch changes the prompt's instruction.",
+    "with the same prompt and settings, streamed as they go. One copy of the base model serves both sides: the "
+    "adapter is switched off for the base side. Temperature 0 is greedy decoding (top-p is then unused); the "
+    "language switch changes the prompt's instruction.",
     'max_new_tokens = None  #@param {type:"raw"}\ntemperature = None  #@param {type:"raw"}',
     [
-        ("## The demo\n\nLoads the base model and, when `03_finetune` has saved one for this `run_name`, the "
-         "adapter.",
+        ("## The demo\n\nLoads the base model with the adapter `03_finetune` saved for this `run_name`.",
          "from titlegen_lib.demo import build_demo\n\ndemo = build_demo(config)\ndemo"),
         ("## Without the widget\n\nWhat the button does, for the title in the box (this is also what a headless "
          "run records).",

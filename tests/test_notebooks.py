@@ -237,7 +237,8 @@ def test_demo_streams_base_and_finetuned_side_by_side(series, offline_model):
 
     from titlegen_lib.demo import build_demo
 
-    demo = build_demo(series.config, base=offline_model)
+    demo = build_demo(series.config)
+    assert demo.model.adapter is not None  # one model: the base side switches the adapter off
     assert isinstance(demo.widget, ipywidgets.Box)
     demo.title.value = "Stainless Steel Insulated Water Bottle, 32 oz"
     demo.max_new_tokens.value = 24
@@ -254,7 +255,7 @@ def test_demo_without_an_adapter_says_so(tmp_path, offline_model):
     from titlegen_lib.demo import build_demo
 
     config = Config.from_dict(preset="offline", work_dir=str(tmp_path), run_name="never-trained")
-    demo = build_demo(config, base=offline_model)
+    demo = build_demo(config, model=offline_model)
     assert "No fine-tuned adapter" in demo.finetuned_text and "03_finetune" in demo.finetuned_text
     demo.title.value = "Wireless Over-Ear Headphones"
     demo.max_new_tokens.value = 16
@@ -262,3 +263,26 @@ def test_demo_without_an_adapter_says_so(tmp_path, offline_model):
     assert demo.base_text.strip()
     assert "No fine-tuned adapter" in demo.finetuned_text
     assert "No fine-tuned adapter" in demo.finetuned_area.value
+
+
+def test_an_error_while_generating_is_shown_and_the_button_comes_back(tmp_path, offline_model, monkeypatch):
+    import threading
+
+    import torch
+
+    from titlegen_lib.demo import build_demo
+
+    config = Config.from_dict(preset="offline", work_dir=str(tmp_path), run_name="never-trained")
+    demo = build_demo(config, model=offline_model)
+
+    def out_of_memory(**kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(offline_model.model, "generate", out_of_memory)
+    demo.title.value = "Wireless Over-Ear Headphones"
+    clicked = threading.Thread(target=demo.button.click, daemon=True)
+    clicked.start()
+    clicked.join(timeout=60)
+    assert not clicked.is_alive(), "the demo hung waiting for a generation that had failed"
+    assert "OutOfMemoryError" in demo.error and "Generation failed" in demo.base_area.value
+    assert not demo.button.disabled and demo.button.description == "Generate"

@@ -30,6 +30,7 @@ class ConfigError(ValueError):
 Language = Literal["en", "pt"]
 PromptFormat = Literal["auto", "chat", "plain"]
 Backend = Literal["auto", "unsloth", "transformers", "cpu"]
+Precision = Literal["auto", "bf16", "fp16"]
 
 # Groups. "trainer": passed to SFTConfig as is and part of the training key (changing one starts new
 # checkpoints). "trainer_log": passed to SFTConfig as is, never in the key (when to log, evaluate, save).
@@ -110,11 +111,14 @@ class Config:
     packing: bool = setting(True, "pack examples into full rows where the backend can keep them apart", "training")
     padding_free: bool = setting(False, "padding-free packed batches (needs packing)", "training")
     gradient_checkpointing: bool = setting(True, "recompute activations to save GPU memory", "training")
+    precision: Precision = setting("auto", "GPU training precision; auto: bf16 where the GPU has it, fp16 with a "
+                                           "gradient scaler on a T4 (fp16 takes the T4's path on any GPU)", "training")
     resume: bool = setting(True, "resume from the last complete checkpoint of the same settings and data", "run")
     remove_other_checkpoints: bool = setting(False, "delete checkpoints kept under other settings' keys", "run")
     merge_16bit: bool = setting(False, "also save the base model with LoRA merged in, 16-bit", "run")
     # --- generation ---
-    max_new_tokens: int = setting(160, "longest generated description in tokens", "generation")
+    max_new_tokens: int = setting(0, "longest generated description in tokens; 0: auto, the test references' "
+                                     "95th percentile (at most 512)", "generation")
     gen_batch_size: int = setting(64, "titles generated together", "generation")
     temperature: float = setting(0.0, "sampling temperature; 0: greedy", "generation")
     top_p: float = setting(0.9, "nucleus sampling's top-p (with temperature > 0)", "generation")
@@ -195,11 +199,11 @@ class Config:
         for name in ("synthetic_train_records", "synthetic_test_records", "train_samples", "val_samples",
                      "test_samples", "min_title_chars", "min_content_chars", "max_content_tokens",
                      "lora_dropout", "weight_decay", "warmup_steps", "temperature", "no_repeat_ngram_size",
-                     "save_total_limit"):
+                     "save_total_limit", "max_new_tokens"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("max_content_chars", "max_seq_length", "lora_r", "lora_alpha", "per_device_train_batch_size",
-                     "gradient_accumulation_steps", "logging_steps", "eval_steps", "save_steps", "max_new_tokens",
+                     "gradient_accumulation_steps", "logging_steps", "eval_steps", "save_steps",
                      "gen_batch_size", "bootstrap_samples", "learning_rate", "num_train_epochs"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -1,7 +1,8 @@
 """The ipywidgets demo: type a title, and the base and the fine-tuned model write a description side by side.
 
-Both sides use the training prompt (`generate.stream_description`), so the only difference between
-them is the LoRA adapter. Text streams into the page as it is generated.
+Both sides use the training prompt (`generate.stream_description`) and one copy of the base model: the base
+side switches the LoRA adapter off, so the only difference between them is the adapter. Text streams into
+the page as it is generated; an error shows in the page and the button comes back.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from titlegen_lib.config import Config
 from titlegen_lib.data import load_split
-from titlegen_lib.generate import DecodingSettings, stream_description
+from titlegen_lib.generate import DecodingSettings, max_new_tokens_for, stream_description
 from titlegen_lib.models import LoadedModel, load_model
 
 FALLBACK_TITLE = "Stainless Steel Insulated Water Bottle, 32 oz, Leak-Proof Lid"
@@ -44,14 +45,17 @@ def _box(text: str, colour: str = "inherit") -> str:
 
 
 class Demo:
-    """The widget and its controls; `generate()` is what the button does, and it also works without a browser."""
+    """The widget and its controls; `generate()` is what the button does, and it also works without a browser.
 
-    def __init__(self, config: Config, base: LoadedModel, finetuned: LoadedModel | None):
+    `model` is the base model with the run's adapter loaded (or the base model alone, before training)."""
+
+    def __init__(self, config: Config, model: LoadedModel):
         import ipywidgets as w
 
-        self.config, self.base, self.finetuned = config, base, finetuned
+        self.config, self.model = config, model
+        self.has_adapter = model.adapter is not None
         self.base_text = ""
-        self.finetuned_text = "" if finetuned is not None else missing_adapter_message(config)
+        self.finetuned_text = "" if self.has_adapter else missing_adapter_message(config)
         self.error: str | None = None
         wide = w.Layout(width="100%")
         self.title = w.Text(value=example_title(config), placeholder="Type a product title",
@@ -60,14 +64,14 @@ class Demo:
         self.temperature = w.FloatSlider(value=config.temperature, min=0.0, max=1.5, step=0.05,
                                          description="temperature", tooltip="0 = greedy (top-p is then unused)")
         self.top_p = w.FloatSlider(value=config.top_p, min=0.05, max=1.0, step=0.05, description="top-p")
-        self.max_new_tokens = w.IntSlider(value=config.max_new_tokens, min=16, max=max(512, config.max_new_tokens),
-                                          step=16, description="max tokens")
+        budget = max_new_tokens_for(config, model.tokenizer)
+        self.max_new_tokens = w.IntSlider(value=budget, min=16, max=max(512, budget), step=16, description="max tokens")
         self.language = w.ToggleButtons(options=[("English", "en"), ("Português", "pt")], value=config.language,
                                         description="prompt")
         self.base_area = w.HTML(_box(""))
-        self.finetuned_area = w.HTML(_box(self.finetuned_text, "#b00020") if finetuned is None else _box(""))
+        self.finetuned_area = w.HTML(_box(self.finetuned_text, "#b00020") if not self.has_adapter else _box(""))
         half = w.Layout(width="50%", padding="0 6px")
-        sides = w.HBox([w.VBox([w.HTML("<b>Base model</b>"), self.base_area], layout=half),
+        sides = w.HBox([w.VBox([w.HTML("<b>Base model</b> (adapter off)"), self.base_area], layout=half),
                         w.VBox([w.HTML(f"<b>Fine-tuned</b> (run {html.escape(config.run_name)})"),
                                 self.finetuned_area], layout=half)], layout=wide)
         self.widget = w.VBox([self.title, w.HBox([self.temperature, self.top_p]),
@@ -76,7 +80,7 @@ class Demo:
 
     def settings(self) -> DecodingSettings:
         """The decoding settings the sliders show; everything else comes from the config."""
-        return DecodingSettings.from_config(self.config, temperature=float(self.temperature.value),
+        return DecodingSettings.from_config(self.config, self.model.tokenizer, temperature=float(self.temperature.value),
                                             top_p=float(self.top_p.value),
                                             max_new_tokens=int(self.max_new_tokens.value))
 
@@ -90,18 +94,19 @@ class Demo:
         self.button.disabled, self.button.description = True, "Generating..."
         try:
             settings = self.settings()
-            self.base_text = self._stream(self.base, self.base_area, title, settings)
-            if self.finetuned is not None:
-                self.finetuned_text = self._stream(self.finetuned, self.finetuned_area, title, settings)
+            self.base_text = self._stream(self.base_area, title, settings, adapter=False)
+            if self.has_adapter:
+                self.finetuned_text = self._stream(self.finetuned_area, title, settings, adapter=True)
         finally:
             self.button.disabled, self.button.description = False, "Generate"
         return {"base": self.base_text, "finetuned": self.finetuned_text}
 
-    def _stream(self, loaded: LoadedModel, area: Any, title: str, settings: DecodingSettings) -> str:
+    def _stream(self, area: Any, title: str, settings: DecodingSettings, adapter: bool) -> str:
         text = ""
         area.value = _box("...")
         try:
-            for piece in stream_description(loaded, title, self.config, settings, language=self.language.value):
+            for piece in stream_description(self.model, title, self.config, settings, language=self.language.value,
+                                            adapter=adapter):
                 text += piece
                 area.value = _box(text + "\u258c")  # a cursor while the model is still writing
         except Exception as exc:  # shown in the page: a button callback's traceback is invisible on Colab
@@ -116,11 +121,10 @@ class Demo:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-def build_demo(config: Config, base: LoadedModel | None = None, finetuned: LoadedModel | None = None) -> Demo:
-    """The demo for this run: the base model, and the fine-tuned one when its adapter exists."""
-    base = base or load_model(config)
-    if finetuned is None and adapter_exists(config):
-        finetuned = load_model(config, adapter_dir=config.adapter_dir)
-    if finetuned is None:
+def build_demo(config: Config, model: LoadedModel | None = None) -> Demo:
+    """The demo for this run: the base model with the run's adapter when it exists (one copy in memory)."""
+    if model is None:
+        model = load_model(config, adapter_dir=config.adapter_dir if adapter_exists(config) else None)
+    if model.adapter is None:
         print(f"[titlegen] {missing_adapter_message(config)}")
-    return Demo(config, base, finetuned)
+    return Demo(config, model)

@@ -30,7 +30,7 @@ from titlegen_lib.storage import atomic_open, file_sha256, stable_hash, write_js
 
 SYSTEMS = ("echo", "retrieval", "base", "finetuned")
 MODEL_SYSTEMS = ("base", "finetuned")
-CACHE_VERSION = 2  # bump when a system's predictions or the cache file change meaning
+CACHE_VERSION = 3  # bump when a system's predictions or the cache file change meaning
 CONFIDENCE = 0.95
 
 # Table order. BLEU, chrF and perplexity are corpus-level (pooled statistics); the rest are means of
@@ -54,6 +54,7 @@ class Prediction:
     new_tokens: int | None = None
     reference_nll: float | None = None  # summed NLL of the reference description + EOS under the model
     reference_tokens: int | None = None  # how many tokens that sum covers
+    max_new_tokens: int | None = None  # the generation budget; an output that ran into it was cut
 
 
 # ---------------------------------------------------------------- model-free metrics (small and pure)
@@ -367,23 +368,25 @@ def retrieve(train_rows: Sequence[dict[str, str]], titles: Sequence[str]) -> lis
     return [train_rows[i]["output"] for i in best]
 
 
-def evaluation_decoding(config: Config) -> DecodingSettings:
+def evaluation_decoding(config: Config, tokenizer: Any = None) -> DecodingSettings:
     """The decoding every model in the comparison uses: the config's, without the repetition guard
     (penalty 1.0, no n-gram block) unless `eval_repetition_guard` is set. The guard repairs loops at
-    decoding time, so with it on the repeated n-gram rate says little about what training changed."""
+    decoding time, so with it on the repeated n-gram rate says little about what training changed.
+    Without a tokenizer, max_new_tokens may be 0 ("auto": decided from the test references' lengths)."""
     if config.eval_repetition_guard:
-        return DecodingSettings.from_config(config)
-    return DecodingSettings.from_config(config, repetition_penalty=1.0, no_repeat_ngram_size=0)
+        return DecodingSettings.from_config(config, tokenizer)
+    return DecodingSettings.from_config(config, tokenizer, repetition_penalty=1.0, no_repeat_ngram_size=0)
 
 
 def model_predictions(loaded: LoadedModel, rows: Sequence[dict[str, str]], config: Config,
                       progress: bool = True) -> list[Prediction]:
     """Generate for every test title with the training prompt, and score the references' likelihood."""
     titles, references = [r["input"] for r in rows], [r["output"] for r in rows]
-    generations = generate_descriptions(loaded, titles, config, settings=evaluation_decoding(config),
-                                        progress=progress)
+    settings = evaluation_decoding(config, loaded.tokenizer)
+    generations = generate_descriptions(loaded, titles, config, settings=settings, progress=progress)
     likelihood = reference_nll(loaded, titles, references, config)
-    return [Prediction(r["uid"], r["input"], r["output"], g.text, g.stopped_at_eos, g.new_tokens, nll, n)
+    return [Prediction(r["uid"], r["input"], r["output"], g.text, g.stopped_at_eos, g.new_tokens, nll, n,
+                       settings.max_new_tokens)
             for r, g, (nll, n) in zip(rows, generations, likelihood)]
 
 
@@ -617,6 +620,10 @@ def run_comparison(config: Config, systems: Sequence[str] = SYSTEMS, progress: b
         summary = summarize_system(run.predictions, per_system[s], config)
         metrics["systems"][s] = {**{m: i._asdict() for m, i in summary.items()}, "cached": run.cached,
                                  "cache_file": str(run.cache_file)}
+        if s in MODEL_SYSTEMS:
+            budget = run.predictions[0].max_new_tokens
+            metrics["settings"]["decoding"]["max_new_tokens"] = budget  # "auto" resolved from the references
+            metrics["systems"][s]["cut_at_max_new_tokens"] = cut_at_budget(run.predictions)
     for a, b in metrics["pairs"]:
         metrics[f"{a}_minus_{b}"] = compare_pair(runs[a], runs[b], per_system[a], per_system[b], config)
     metrics = _finite(metrics)
@@ -627,6 +634,12 @@ def run_comparison(config: Config, systems: Sequence[str] = SYSTEMS, progress: b
     comparison = Comparison(comparison_table(metrics), metrics, per_example)
     write_outputs(comparison, runs, per_system, config)
     return comparison
+
+
+def cut_at_budget(predictions: Sequence[Prediction]) -> int:
+    """Outputs that ran into max_new_tokens without ending themselves (their text was cut)."""
+    return sum(1 for p in predictions if p.stopped_at_eos is False and p.max_new_tokens is not None
+               and p.new_tokens is not None and p.new_tokens >= p.max_new_tokens)
 
 
 def baseline_report(config: Config, progress: bool = True, loaded: LoadedModel | None = None) -> Comparison:

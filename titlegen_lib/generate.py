@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from titlegen_lib.config import Config
-from titlegen_lib.models import LoadedModel, prepare_for_inference
+from titlegen_lib.models import LoadedModel, adapter_switched_off, prepare_for_inference
 from titlegen_lib.prompts import PromptTemplate, choose_template, render_prompt
 
 
@@ -22,8 +23,10 @@ class DecodingSettings:
     no_repeat_ngram_size: int = 4
 
     @classmethod
-    def from_config(cls, config: Config, **changes: Any) -> "DecodingSettings":
-        values = {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
+    def from_config(cls, config: Config, tokenizer: Any = None, **changes: Any) -> "DecodingSettings":
+        """The config's decoding; with a tokenizer, max_new_tokens "auto" (0) becomes a number of tokens."""
+        budget = max_new_tokens_for(config, tokenizer) if tokenizer is not None else config.max_new_tokens
+        values = {"max_new_tokens": budget, "temperature": config.temperature,
                   "top_p": config.top_p, "repetition_penalty": config.repetition_penalty,
                   "no_repeat_ngram_size": config.no_repeat_ngram_size}
         return cls(**{**values, **changes})
@@ -37,6 +40,27 @@ class DecodingSettings:
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
+
+
+MAX_NEW_TOKENS_CAP = 512  # "auto" never asks for more (a T4 generates 64 titles at once)
+MAX_NEW_TOKENS_QUANTILE = 95  # "auto" covers this percentile of the test references' lengths
+
+
+def max_new_tokens_for(config: Config, tokenizer: Any) -> int:
+    """config.max_new_tokens, or when it is 0 ("auto"): enough tokens for the test references' 95th percentile
+    length (and EOS), at most MAX_NEW_TOKENS_CAP, so long references are not cut."""
+    import numpy as np
+
+    from titlegen_lib.data import load_split
+
+    if config.max_new_tokens:
+        return config.max_new_tokens
+    path = config.data_dir / "test.jsonl"
+    references = [row["output"] for row in load_split(path)] if path.is_file() else []
+    if not references:
+        return MAX_NEW_TOKENS_CAP // 2
+    lengths = [len(ids) + 1 for ids in tokenizer(references, add_special_tokens=False)["input_ids"]]
+    return int(min(MAX_NEW_TOKENS_CAP, np.ceil(np.percentile(lengths, MAX_NEW_TOKENS_QUANTILE))))
 
 
 @dataclass
@@ -76,7 +100,7 @@ def generate_batch(loaded: LoadedModel, titles: Sequence[str], settings: Decodin
         if stopped:
             ids = ids[: ids.index(tokenizer.eos_token_id)]
         ids = [i for i in ids if i != tokenizer.pad_token_id]
-        text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+        text = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip()
         results.append(Generation(title, text, stopped, len(ids) + int(stopped)))
     return results
 
@@ -87,7 +111,7 @@ def generate_descriptions(loaded: LoadedModel, titles: Sequence[str], config: Co
     """Descriptions for many titles, in batches sorted by length (less padding), in the input order."""
     from tqdm.auto import tqdm
 
-    settings = settings or DecodingSettings.from_config(config)
+    settings = settings or DecodingSettings.from_config(config, loaded.tokenizer)
     template = choose_template(loaded.tokenizer, language or config.language, config.prompt_format)
     prepare_for_inference(loaded)
     batch_size = batch_size or config.gen_batch_size
@@ -100,20 +124,35 @@ def generate_descriptions(loaded: LoadedModel, titles: Sequence[str], config: Co
     return [r for r in results if r is not None]
 
 
-def stream_description(loaded: LoadedModel, title: str, config: Config,
-                       settings: DecodingSettings | None = None, language: str | None = None) -> Iterator[str]:
-    """Yield the description piece by piece as it is generated (for the demo)."""
+def stream_description(loaded: LoadedModel, title: str, config: Config, settings: DecodingSettings | None = None,
+                       language: str | None = None, adapter: bool = True) -> Iterator[str]:
+    """Yield the description piece by piece as it is generated (for the demo). `adapter=False` writes with the
+    LoRA adapter switched off: the base model, without a second copy of it in memory. An error in the
+    generating thread (a CUDA out-of-memory, say) ends the stream and is raised here."""
     from transformers import TextIteratorStreamer
 
-    settings = settings or DecodingSettings.from_config(config)
+    settings = settings or DecodingSettings.from_config(config, loaded.tokenizer)
     template = choose_template(loaded.tokenizer, language or config.language, config.prompt_format)
     prepare_for_inference(loaded)
     tokenizer = loaded.tokenizer
     encoded = tokenizer([render_prompt(title, tokenizer, template)], return_tensors="pt").to(_device(loaded.model))
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True,
+                                    clean_up_tokenization_spaces=False)
     kwargs = {**encoded, **settings.generate_kwargs(), "streamer": streamer,
               "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
-    worker = threading.Thread(target=loaded.model.generate, kwargs=kwargs, daemon=True)
+    failures: list[BaseException] = []
+
+    def generate() -> None:
+        try:
+            with adapter_switched_off(loaded) if not adapter else contextlib.nullcontext():
+                loaded.model.generate(**kwargs)
+        except BaseException as exc:  # raised below, in the caller's thread: here it would only hang the stream
+            failures.append(exc)
+            streamer.end()
+
+    worker = threading.Thread(target=generate, daemon=True)
     worker.start()
     yield from streamer
     worker.join()
+    if failures:
+        raise failures[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -87,11 +88,13 @@ def choose_backend(requested: str = "auto") -> str:
     return "transformers"
 
 
-def training_precision(backend: str) -> dict[str, bool]:
-    """bf16 where the GPU supports it, fp16 on a T4 (no bf16), neither on CPU; passed to TRL explicitly
-    because TRL's `bf16` defaults to `not fp16`, which fails on a T4."""
+def training_precision(backend: str, precision: str = "auto") -> dict[str, bool]:
+    """bf16 where the GPU supports it, fp16 (with a gradient scaler) on a T4 or when `precision` asks for it,
+    neither on CPU; passed to TRL explicitly because TRL's `bf16` defaults to `not fp16`, which fails on a T4."""
     if backend == "cpu":
         return {"bf16": False, "fp16": False}
+    if precision != "auto":
+        return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
     import torch
 
     # including_emulation=False: a T4 "supports" bf16 only by emulation, which is slow; it gets fp16.
@@ -99,12 +102,13 @@ def training_precision(backend: str) -> dict[str, bool]:
     return {"bf16": bf16, "fp16": not bf16}
 
 
-def model_dtype(backend: str) -> Any:
+def model_dtype(backend: str, precision: str = "auto") -> Any:
+    """The dtype of the base model's 16-bit weights (and of 4-bit computation): float32 on the CPU."""
     import torch
 
     if backend == "cpu":
         return torch.float32
-    return torch.bfloat16 if training_precision(backend)["bf16"] else torch.float16
+    return torch.bfloat16 if training_precision(backend, precision)["bf16"] else torch.float16
 
 
 # ---------------------------------------------------------------- loading
@@ -228,7 +232,7 @@ def load_model(config: Config, adapter_dir: str | Path | None = None) -> LoadedM
 
         model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
     loaded = LoadedModel(model, tokenizer, backend, spec, source, str(adapter_dir) if adapter_dir else None)
-    _say_once(f"Loaded {spec.name} on the {backend} backend ({describe(loaded)}).")
+    _say_once(f"Loaded {spec.name}: {describe(loaded)}.")
     return loaded
 
 
@@ -236,7 +240,7 @@ def _load_transformers(config: Config, source: str, backend: str) -> tuple[Any, 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # safetensors only: a pickled checkpoint from an untrusted path could run code when loaded.
-    kwargs: dict[str, Any] = {"dtype": model_dtype(backend), "trust_remote_code": config.trust_remote_code,
+    kwargs: dict[str, Any] = {"dtype": model_dtype(backend, config.precision), "trust_remote_code": config.trust_remote_code,
                               "use_safetensors": True, "token": hub_token()}
     if backend == "transformers":
         kwargs["device_map"] = {"": 0}
@@ -246,7 +250,7 @@ def _load_transformers(config: Config, source: str, backend: str) -> tuple[Any, 
             # transformers 5 has no load_in_4bit= kwarg: quantisation goes through BitsAndBytesConfig.
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=model_dtype(backend))
+                bnb_4bit_compute_dtype=model_dtype(backend, config.precision))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code,
                                                   token=kwargs["token"])
@@ -263,7 +267,7 @@ def _load_unsloth(config: Config, source: str, adapter_dir: str | Path | None) -
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(adapter_dir) if adapter_dir else source,
         max_seq_length=config.max_seq_length,
-        dtype=None,  # Unsloth picks bf16 or fp16 from the GPU
+        dtype=model_dtype("unsloth", config.precision),  # as Unsloth would pick, unless precision says otherwise
         load_in_4bit=config.load_in_4bit,
         trust_remote_code=config.trust_remote_code,
         token=hub_token(),
@@ -300,6 +304,9 @@ def recommended_preset() -> str:
 
 def attach_lora(loaded: LoadedModel, config: Config) -> LoadedModel:
     """Add trainable LoRA adapters with the config's r, alpha, dropout and target modules."""
+    from transformers import set_seed
+
+    set_seed(config.seed)  # the same LoRA initialisation on every run and on every DDP rank
     if loaded.backend == "unsloth":
         from unsloth import FastLanguageModel
 
@@ -324,6 +331,14 @@ def attach_lora(loaded: LoadedModel, config: Config) -> LoadedModel:
     return LoadedModel(model, loaded.tokenizer, loaded.backend, loaded.spec, loaded.source)
 
 
+def adapter_switched_off(loaded: LoadedModel) -> Any:
+    """A context in which a model with a LoRA adapter computes as its base model (PEFT's disable_adapter)."""
+    import contextlib
+
+    switch = getattr(loaded.model, "disable_adapter", None)
+    return switch() if loaded.adapter is not None and switch is not None else contextlib.nullcontext()
+
+
 def prepare_for_inference(loaded: LoadedModel) -> None:
     """Switch to inference mode (Unsloth's fast path where available)."""
     if loaded.backend == "unsloth":
@@ -341,13 +356,29 @@ def prepare_for_training(loaded: LoadedModel) -> None:
     loaded.model.train()
 
 
+def parameter_count(parameter: Any) -> int:
+    """Values in a parameter; a bitsandbytes 4-bit weight stores two per byte, so its own count is half."""
+    quant_state = getattr(parameter, "quant_state", None)
+    return math.prod(quant_state.shape) if quant_state is not None else parameter.numel()
+
+
+def weights_dtype(model: Any) -> str:
+    """How the base weights are stored, and the dtype computation runs in."""
+    compute = str(getattr(model, "dtype", "?")).replace("torch.", "")
+    quantized = [p for p in model.parameters() if getattr(p, "quant_state", None) is not None]
+    if quantized:
+        kind = getattr(quantized[0].quant_state, "quant_type", "4-bit")
+        return f"4-bit {kind.upper()} weights (bitsandbytes), {compute} compute"
+    return f"{compute} weights"
+
+
 def describe(loaded: LoadedModel) -> str:
-    """Parameter counts and dtype, for logs and the setup notebook."""
+    """True parameter counts (4-bit weights counted as the values they hold) and the weights' dtype."""
     model = loaded.model
-    total = sum(p.numel() for p in model.parameters())
+    total = sum(parameter_count(p) for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    dtype = str(getattr(model, "dtype", "?")).replace("torch.", "")
-    return f"{total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable, {dtype}"
+    training = f", {trainable / 1e6:.2f}M trainable" if 0 < trainable < total else ""
+    return f"{total / 1e6:.1f}M parameters{training}, {weights_dtype(model)}, {loaded.backend} backend"
 
 
 def environment_report() -> dict[str, Any]:

@@ -127,6 +127,9 @@ def _settings(comparison: Comparison, config: Config) -> dict[str, Any]:
     values = {k: getattr(config, k) for k in chosen}
     values.update(comparison.metrics["settings"]["decoding"])  # what the models decoded with
     values["test_file"] = comparison.metrics.get("test_file")
+    values["outputs cut at max_new_tokens"] = ", ".join(
+        f"{s}: {v['cut_at_max_new_tokens']} of {comparison.metrics['n_examples']}"
+        for s, v in comparison.metrics["systems"].items() if "cut_at_max_new_tokens" in v) or "-"
     values["predictions from cache"] = ", ".join(f"{s}: {'yes' if v.get('cached') else 'no'}"
                                                  for s, v in comparison.metrics["systems"].items())
     return values

@@ -1,9 +1,8 @@
-"""The notebook series: the setup every notebook runs first, its Config, and headless runs under papermill.
+"""The notebook series: each notebook's Config (one run's settings across Colab runtimes) and headless runs.
 
-Every notebook starts with `setup_environment()` (Colab: mount Drive, install the pinned requirements
-once per runtime) and builds its settings with `notebook_config(...)` from its parameters cell.
-`run_series` executes the notebooks in order with papermill, passing each the same resolved Config,
-and stops at the first failing notebook with the cell and the error.
+Every notebook starts with `colab.setup_environment()` and builds its settings with `notebook_config(...)`
+from its parameters cell. `run_series` executes the notebooks in order with papermill, passing each the same
+resolved Config, and stops at the first failing notebook with the cell and the error.
 """
 
 from __future__ import annotations
@@ -19,99 +18,89 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from titlegen_lib.config import Config, ConfigError
+from titlegen_lib.colab import DRIVE_FOLDER, PROJECT_ROOT, in_colab
+from titlegen_lib.config import Config, ConfigError, read_settings_file
+from titlegen_lib.storage import read_json, write_json
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = ("00_setup", "01_preprocess", "02_baseline", "03_finetune", "04_compare", "05_try_it")
+SETTINGS_FILE = "settings.json"  # a run's settings, under its folder in work_dir (Drive on Colab)
 
-DRIVE_MOUNT = Path("/content/drive")
-DRIVE_PROJECT = DRIVE_MOUNT / "MyDrive" / "titlegen"  # work and outputs live on Drive, so they survive a disconnect
-DRIVE_PATHS = {"work_dir": str(DRIVE_PROJECT / "work"), "output_dir": str(DRIVE_PROJECT / "outputs")}
-COLAB_REQUIREMENTS = "requirements-colab.txt"
-
-
-# ---------------------------------------------------------------- the setup cell
-
-def in_colab() -> bool:
-    """True inside a Google Colab runtime."""
-    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+# Which notebooks' work a changed setting makes stale, by the setting's group (Config metadata).
+STALE_AFTER = {
+    "data": NOTEBOOKS[1:], "model": NOTEBOOKS[2:], "prompt": NOTEBOOKS[2:], "lora": NOTEBOOKS[3:],
+    "trainer": NOTEBOOKS[3:], "training": NOTEBOOKS[3:], "generation": ("02_baseline", "04_compare"),
+    "evaluation": ("02_baseline", "04_compare"),
+}
 
 
-@dataclass(frozen=True)
-class Environment:
-    """Where a notebook runs: Colab or not, the project folder, and the Drive folder for work and outputs."""
-
-    colab: bool
-    project_root: Path
-    drive_folder: Path | None  # None outside Colab: work and outputs default to outputs/ in the project
-    installed: str
-
-
-def setup_environment(install: bool = True) -> Environment:
-    """Run once at the top of every notebook. On Colab: mount Drive and install the pinned requirements
-    (once per runtime). Everywhere: make the project folder the working directory, so relative paths
-    mean the same in a notebook, under papermill and on the command line. Nothing else outside Colab."""
-    os.chdir(PROJECT_ROOT)
-    if not in_colab():
-        env = Environment(False, PROJECT_ROOT, None, "not needed outside Colab")
-    else:
-        _mount_drive()
-        env = Environment(True, PROJECT_ROOT, DRIVE_PROJECT, _install_colab_requirements() if install else "skipped")
-    where = "Colab" if env.colab else "local"
-    print(f"[titlegen] {where} runtime; project folder {env.project_root}; requirements: {env.installed}")
-    return env
-
-
-def _mount_drive() -> None:
-    if (DRIVE_MOUNT / "MyDrive").is_dir():
-        return
-    from google.colab import drive  # type: ignore[import-not-found]
-
-    drive.mount(str(DRIVE_MOUNT))
-
-
-def _install_colab_requirements() -> str:
-    """pip install requirements-colab.txt unless this runtime already has (a marker keyed by the files' hash)."""
-    requirements = PROJECT_ROOT / COLAB_REQUIREMENTS
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(PROJECT_ROOT.glob("requirements*.txt"))))
-    marker = Path("/content") / f".titlegen-installed-{digest.hexdigest()[:12]}"
-    if marker.is_file():
-        return f"{COLAB_REQUIREMENTS} already installed in this runtime"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(requirements)],
-                   cwd=PROJECT_ROOT, check=True)
-    marker.write_text("ok")
-    # pip may replace packages Colab had already imported; only a fresh session sees the new versions.
-    return (f"installed {COLAB_REQUIREMENTS}; if a later cell fails on an import, use "
-            "Runtime > Restart session and run the notebook again")
-
-
-# ---------------------------------------------------------------- the parameters cell
+# ---------------------------------------------------------------- the parameters cell: one run, many runtimes
 
 def _is_set(value: Any) -> bool:
     return value is not None and not (isinstance(value, str) and value.strip() == "")
 
 
-def notebook_config(config_file: str | Path | None = None, **settings: Any) -> Config:
-    """The notebook's Config: defaults < preset < `config_file` < the parameters cell's values.
+def explicit_settings(config: Config) -> dict[str, Any]:
+    """The values a run sets itself: those that differ from its preset's."""
+    preset = Config.from_dict(preset=config.preset).to_dict()
+    return {"preset": config.preset, **{k: v for k, v in config.to_dict().items() if v != preset[k]}}
 
-    A parameter left "" or None is not set (the file or the preset decides). On Colab, work_dir and
-    output_dir default to `/content/drive/MyDrive/titlegen/{work,outputs}` instead of the project folder.
+
+def run_settings_path(work_dir: str | Path, run_name: str) -> Path:
+    return Path(work_dir) / "runs" / run_name / SETTINGS_FILE
+
+
+def notebook_config(config_file: str | Path | None = None, notebook: str | None = None, **form: Any) -> Config:
+    """The notebook's Config, and the run's settings kept on Drive between notebooks.
+
+    Every Colab notebook has a fresh runtime, so a run's settings live under its folder in work_dir
+    (`runs/<run_name>/settings.json`). Layers: defaults < preset < the run's saved settings < `config_file` <
+    this notebook's form. A form field left "" or None is not set: the saved value (or the file, or the preset)
+    stands. The result is saved back, the differences are printed, and changes that make earlier notebooks'
+    work stale say which to rerun. On Colab, work_dir and output_dir default to Drive.
     """
-    chosen = {name: value for name, value in settings.items() if _is_set(value)}
+    chosen = {name: value for name, value in form.items() if _is_set(value)}
     unknown = sorted(set(chosen) - {f.name for f in fields(Config)})
     if unknown:
         raise ConfigError(f"notebook parameter(s) {unknown} are not Config settings; "
                           "rename them to fields of titlegen_lib.Config")
-    config = Config.from_file(config_file, **chosen) if _is_set(config_file) else Config.from_dict(chosen)
+    from_file = read_settings_file(config_file) if _is_set(config_file) else {}
+    wanted = {**from_file, **chosen}
+    defaults = {f.name: f.default for f in fields(Config)}
     if in_colab():
-        defaults = {f.name: f.default for f in fields(Config)}
-        moved = {k: v for k, v in DRIVE_PATHS.items() if getattr(config, k) == defaults[k]}
-        if moved:
-            config = config.replace(**moved)
+        drive = {"work_dir": str(DRIVE_FOLDER / "work"), "output_dir": str(DRIVE_FOLDER / "outputs")}
+        wanted = {**{k: v for k, v in drive.items() if k not in wanted}, **wanted}
+    path = run_settings_path(wanted.get("work_dir", defaults["work_dir"]), wanted.get("run_name", defaults["run_name"]))
+    saved = read_json(path) if path.is_file() else None
+    config = Config.from_dict({**(saved["settings"] if saved else {}), **wanted})
+    _report_changes(config, saved, path, notebook)
+    write_json(path, {"settings": explicit_settings(config), "resolved": config.to_dict(),
+                      "updated_by": notebook or "a notebook", "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return config
+
+
+def _report_changes(config: Config, saved: dict[str, Any] | None, path: Path, notebook: str | None) -> None:
+    """Print the run's settings, what this notebook changed, and which earlier notebooks to rerun."""
     print(f"[titlegen] run {config.run_name!r}: preset {config.preset}, model {config.model_name}, "
           f"data {config.raw_dir or 'synthetic'}, work_dir {config.work_dir}, output_dir {config.output_dir}")
-    return config
+    if saved is None:
+        print(f"[titlegen] first notebook of this run: its settings are saved in {path}; later notebooks with "
+              f"run_name={config.run_name!r} start from them")
+        return
+    before, now = saved["resolved"], config.to_dict()
+    changed = {name: (before.get(name), value) for name, value in now.items() if before.get(name) != value}
+    if not changed:
+        print(f"[titlegen] settings as saved in {path} (by {saved.get('updated_by', 'a notebook')})")
+        return
+    print(f"[titlegen] changed from the run's saved settings ({path}):")
+    for name, (old, new) in changed.items():
+        print(f"    {name}: {old!r} -> {new!r}")
+    groups = {f.name: f.metadata["group"] for f in fields(Config)}
+    here = NOTEBOOKS.index(notebook) if notebook in NOTEBOOKS else len(NOTEBOOKS)
+    stale = sorted({n for name in changed for n in STALE_AFTER.get(groups[name], ()) if NOTEBOOKS.index(n) < here})
+    if stale:
+        print(f"[titlegen] these changes make earlier work stale: rerun {', '.join(stale)} with run_name="
+              f"{config.run_name!r} (or use a new run_name to keep both)")
 
 
 # ---------------------------------------------------------------- headless runs

@@ -97,14 +97,12 @@ def packing_supported(loaded: LoadedModel) -> bool:
     return "flash" in impl
 
 
-def sft_config(config: Config, backend: str, packing: bool, batch_size: int, grad_accum: int,
-               progress: bool = True, eval_on_start: bool = False, checkpoint_dir: Path | None = None) -> Any:
-    """The TRL SFTConfig for this run: the config's trainer settings as they are, then what this run decides
-    (batch after an out-of-memory backoff, precision, packing, optimizer); every value explicit, because
-    TRL's defaults changed across releases. A value TRL refuses is a ConfigError."""
-    from trl import SFTConfig
-
-    settings = {
+def sft_settings(config: Config, backend: str, packing: bool, batch_size: int, grad_accum: int,
+                 progress: bool = True, eval_on_start: bool = False, checkpoint_dir: Path | None = None) -> dict[str, Any]:
+    """The SFTConfig arguments of this run: the config's trainer settings as they are, then what this run decides
+    (batch after an out-of-memory backoff, precision, packing, optimizer); every value explicit, because TRL's
+    defaults changed across releases."""
+    return {
         **config.group(*SFT_GROUPS),
         "output_dir": str(checkpoint_dir or checkpoint_folder(config)),
         "per_device_train_batch_size": batch_size,
@@ -129,8 +127,16 @@ def sft_config(config: Config, backend: str, packing: bool, batch_size: int, gra
         "use_cpu": backend == "cpu",
         "disable_tqdm": not progress,
         "dataloader_num_workers": 0,
-        **training_precision(backend),
+        **training_precision(backend, config.precision),
     }
+
+
+def sft_config(config: Config, backend: str, packing: bool, batch_size: int, grad_accum: int,
+               progress: bool = True, eval_on_start: bool = False, checkpoint_dir: Path | None = None) -> Any:
+    """The TRL SFTConfig for this run (see sft_settings); a value TRL refuses is a ConfigError."""
+    from trl import SFTConfig
+
+    settings = sft_settings(config, backend, packing, batch_size, grad_accum, progress, eval_on_start, checkpoint_dir)
     try:
         return SFTConfig(**settings)
     except (ValueError, TypeError) as exc:
@@ -288,18 +294,80 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def train(config: Config, loaded: LoadedModel | None = None, progress: bool = True) -> TrainResult:
-    """Fine-tune LoRA adapters on the prepared splits, resuming from the last complete checkpoint."""
-    started = time.perf_counter()
-    from transformers import set_seed
+@dataclass
+class FineTune:
+    """A fine-tune ready to run: the model with LoRA attached, the tokenized splits, where its checkpoints go,
+    what it resumes from and the batch it starts at. `trainer_settings()` is the SFTConfig that will run."""
 
+    config: Config
+    loaded: LoadedModel
+    splits: TokenizedSplits
+    checkpoint_dir: Path
+    resume_from: Path | None
+    batch: int
+    accum: int
+    progress: bool = True
+    started: float = field(default_factory=time.perf_counter)
+
+    def trainer_settings(self) -> Any:
+        return sft_config(self.config, self.loaded.backend, self.config.packing and packing_supported(self.loaded),
+                          self.batch, self.accum, self.progress, eval_on_start=self.resume_from is None,
+                          checkpoint_dir=self.checkpoint_dir)
+
+    def settings_table(self) -> Any:
+        """The SFTConfig values this run sets (every other value is TRL's default), as a DataFrame."""
+        import pandas as pd
+
+        args = self.trainer_settings().to_dict()
+        shown = sft_settings(self.config, self.loaded.backend, args["packing"], self.batch, self.accum,
+                             self.progress, self.resume_from is None, self.checkpoint_dir)
+        return pd.DataFrame([(name, args.get(name, value)) for name, value in shown.items()],
+                            columns=["SFTConfig", "value"]).set_index("SFTConfig")
+
+    def run(self) -> TrainResult:
+        """trainer.train(), resuming from the last complete checkpoint; an out-of-memory error halves the batch
+        (doubling accumulation), saves that choice beside the checkpoints and resumes."""
+        config, checkpoint_dir, resume_from = self.config, self.checkpoint_dir, self.resume_from
+        while True:
+            trainer = build_trainer(self.loaded, config, self.splits, self.batch, self.accum, self.progress,
+                                    eval_on_start=resume_from is None, checkpoint_dir=checkpoint_dir)
+            if resume_from and training_finished(resume_from):
+                # The Trainer would run one more step past max_steps when resumed from the final checkpoint.
+                print(f"[titlegen] training already finished at {resume_from.name}: its weights are loaded, "
+                      "not trained again")
+                load_finished_checkpoint(trainer, resume_from)
+                break
+            try:
+                trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+                break
+            except RuntimeError as exc:
+                if not _is_oom(exc):
+                    raise
+                new_batch, new_accum = backoff_batch(self.batch, self.accum)
+                print(f"[titlegen] CUDA out of memory at batch {self.batch}: retrying with batch {new_batch} and "
+                      f"gradient accumulation {new_accum} (same effective batch)")
+                self.batch, self.accum = new_batch, new_accum
+                if is_main_process():
+                    write_json(checkpoint_dir / BATCH_FILE, {"per_device_train_batch_size": self.batch,
+                                                             "gradient_accumulation_steps": self.accum})
+                # An OOM mid-run resumes from the last complete checkpoint at the smaller batch.
+                resume_from = last_checkpoint(checkpoint_dir) if config.resume else None
+                if resume_from:
+                    print(f"[titlegen] resuming from {resume_from}")
+                del trainer
+                import torch
+
+                torch.cuda.empty_cache()
+        return _finish(trainer, self.loaded, config, self.splits, self.started, resume_from, self.batch, self.accum)
+
+
+def prepare_fine_tune(config: Config, loaded: LoadedModel, progress: bool = True) -> FineTune:
+    """Everything before trainer.train(), for a model with LoRA attached (`models.attach_lora`): the tokenized
+    splits, the checkpoint folder of these settings and data, the checkpoint to resume and the batch."""
     suggested = recommended_preset()
     if suggested != config.preset and suggested != "offline":
         print(f"[titlegen] preset {config.preset!r} in use; this GPU suits preset={suggested!r} "
-              "(models.recommended_preset, from its memory; bench/RESULTS.md)")
-    loaded = loaded or load_model(config)
-    set_seed(config.seed)  # the same LoRA initialisation on every run and on every DDP rank
-    loaded = attach_lora(loaded, config)
+              "(models.recommended_preset, from its memory)")
     prepare_for_training(loaded)
     splits = build_datasets(config, loaded.tokenizer)
     checkpoint_dir = checkpoint_folder(config)
@@ -309,36 +377,17 @@ def train(config: Config, loaded: LoadedModel | None = None, progress: bool = Tr
         print(f"[titlegen] resuming from {resume_from}")
     batch, accum = saved_batch(checkpoint_dir) or (config.per_device_train_batch_size,
                                                    config.gradient_accumulation_steps)
-    while True:
-        trainer = build_trainer(loaded, config, splits, batch, accum, progress, eval_on_start=resume_from is None,
-                                checkpoint_dir=checkpoint_dir)
-        if resume_from and training_finished(resume_from):
-            # The Trainer would run one more step past max_steps when resumed from the final checkpoint.
-            print(f"[titlegen] training already finished at {resume_from.name}: its weights are loaded, not trained again")
-            load_finished_checkpoint(trainer, resume_from)
-            break
-        try:
-            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-            break
-        except RuntimeError as exc:
-            if not _is_oom(exc):
-                raise
-            new_batch, new_accum = backoff_batch(batch, accum)
-            print(f"[titlegen] CUDA out of memory at batch {batch}: retrying with batch {new_batch} and "
-                  f"gradient accumulation {new_accum} (same effective batch)")
-            batch, accum = new_batch, new_accum
-            if is_main_process():
-                write_json(checkpoint_dir / BATCH_FILE, {"per_device_train_batch_size": batch,
-                                                         "gradient_accumulation_steps": accum})
-            # An OOM mid-run resumes from the last complete checkpoint at the smaller batch.
-            resume_from = last_checkpoint(checkpoint_dir) if config.resume else None
-            if resume_from:
-                print(f"[titlegen] resuming from {resume_from}")
-            del trainer
-            import torch
+    return FineTune(config, loaded, splits, checkpoint_dir, resume_from, batch, accum, progress)
 
-            torch.cuda.empty_cache()
-    return _finish(trainer, loaded, config, splits, started, resume_from, batch, accum)
+
+def train(config: Config, loaded: LoadedModel | None = None, progress: bool = True) -> TrainResult:
+    """Fine-tune LoRA adapters on the prepared splits, resuming from the last complete checkpoint: the steps
+    notebook 03 shows one cell at a time (load, attach LoRA, prepare, run)."""
+    started = time.perf_counter()
+    loaded = attach_lora(loaded or load_model(config), config)
+    fine_tune = prepare_fine_tune(config, loaded, progress)
+    fine_tune.started = started
+    return fine_tune.run()
 
 
 def _finish(trainer: Any, loaded: LoadedModel, config: Config, splits: TokenizedSplits, started: float,

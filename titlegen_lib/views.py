@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from titlegen_lib.config import Config
 from titlegen_lib.data import PreprocessResult, load_split, prepared_split
-from titlegen_lib.prompts import choose_template, tokenize_example
+from titlegen_lib.prompts import choose_template, render_prompt, tokenize_example
 from titlegen_lib.report import png_data_uri
 from titlegen_lib.runner import NOTEBOOK_DIR
 
@@ -57,6 +57,25 @@ def length_histograms(result: PreprocessResult) -> Any:
     fig.tight_layout()
     plt.close(fig)  # returned for display; closing keeps Jupyter from drawing it a second time
     return fig
+
+
+def show_prompt(config: Config, tokenizer: Any, title: str | None = None) -> Any:
+    """The prompt exactly as the model reads it for a title (the first test title by default), as rendered by
+    the function training, evaluation and the demo all use; the title itself highlighted."""
+    if title is None:
+        rows = load_split(prepared_split(config, "test"))
+        title = rows[0]["input"] if rows else "Stainless Steel Insulated Water Bottle, 32 oz"
+    template = choose_template(tokenizer, config.language, config.prompt_format)
+    prompt = render_prompt(title, tokenizer, template)
+    at = prompt.find(title.strip())
+    shown = (html.escape(prompt[:at]) + f'<mark>{html.escape(title.strip())}</mark>'
+             + html.escape(prompt[at + len(title.strip()):])) if at >= 0 else html.escape(prompt)
+    ids = tokenizer(prompt)["input_ids"]
+    layout = "the tokenizer's chat template" if template.use_chat_template else "the plain layout (no chat template)"
+    return _html(f'<div style="font-family:monospace;white-space:pre-wrap;border:1px solid #ccc;padding:8px;'
+                 f'border-radius:4px">{shown}</div><p>{len(ids)} tokens, {layout}, language '
+                 f'<code>{html.escape(template.language)}</code>. The model writes the description after the last '
+                 f'line and ends it with <code>{html.escape(str(tokenizer.eos_token))}</code>.</p>')
 
 
 def show_training_example(config: Config, tokenizer: Any, index: int = 0) -> Any:
