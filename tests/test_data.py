@@ -475,3 +475,40 @@ def test_label_lists_are_skipped_but_a_cut_line_is_still_malformed(tmp_path):
     records = list(read_records(InputFile(path), tally))
     assert [r.content for r in records] == ['Text with ,"target_ind":[1] inside.']
     assert dict(tally.drops) == {"malformed_json": 1}
+
+
+# ---------------------------------------------------------------- long descriptions cut at a sentence end
+
+@pytest.mark.parametrize(("text", "limit", "cut"), [
+    ("One. Two! Three? Four.", 16, "One. Two! Three?"),
+    ("He said \u201cyes.\u201d Then left.", 20, "He said \u201cyes.\u201d"),
+    ("Version 3.5 is here and more", 20, None),  # a stop inside a number ends no sentence
+    ("No stop at all in this text", 10, None),
+    ("Ends exactly here.", 18, "Ends exactly here."),
+])
+def test_cut_at_sentence(text, limit, cut):
+    from titlegen_lib.data import cut_at_sentence
+
+    assert cut_at_sentence(text, limit) == cut
+
+
+def test_long_descriptions_are_cut_at_a_sentence_end_or_dropped(tmp_path, offline_config):
+    sentence = "This kettle boils water quickly and quietly. "
+    long_ok, no_stop = sentence * 30, "word " * 300
+    head_long = "<b>x</b> " * 20 + sentence * 600  # longer than max + 2,000: judged on its cleaned start
+    lines = [amazon_line("B1", "Kettle One", long_ok), amazon_line("B2", "Kettle Two", no_stop),
+             amazon_line("B3", "Kettle Three", head_long), amazon_line("B4", "Kettle Four", LONG)]
+    train = write_lines(tmp_path / "trn.json", lines)
+    test = write_lines(tmp_path / "tst.json", [amazon_line("T1", "Other Thing", LONG)])
+    config = offline_config.replace(train_samples=0, val_samples=0, test_samples=0, val_fraction=0.0,
+                                    max_content_chars=500, long_content="cut")
+    result = preprocess_files(InputFile(train), InputFile(test), config, tmp_path / "cut")
+    rows = {r["uid"]: r["output"] for r in load_split(result.paths["train"])}
+    assert set(rows) == {"B1", "B3", "B4"}  # B2 has no sentence end within the limit: dropped as too long
+    assert rows["B1"] == (sentence * 11).strip()  # 11 sentences of 45 characters fit in 500
+    assert rows["B3"] == "x " * 20 + (sentence * 10).strip()  # cut from its cleaned start (tags gone)
+    assert result.summary["files"]["train"]["cut_at_sentence"] == 2
+    assert result.summary["files"]["train"]["drops"]["long_content"] == 1
+    dropped = preprocess_files(InputFile(train), InputFile(test), config.replace(long_content="drop"), tmp_path / "drop")
+    assert dropped.summary["files"]["train"]["drops"]["long_content"] == 3
+    assert "cut_at_sentence" not in dropped.summary["files"]["train"]

@@ -31,6 +31,7 @@ Language = Literal["en", "pt"]
 PromptFormat = Literal["auto", "chat", "plain"]
 Backend = Literal["auto", "unsloth", "transformers", "cpu"]
 Precision = Literal["auto", "bf16", "fp16"]
+LongContent = Literal["drop", "cut"]
 
 # Groups. "trainer": passed to SFTConfig as is and part of the training key (changing one starts new
 # checkpoints). "trainer_log": passed to SFTConfig as is, never in the key (when to log, evaluate, save).
@@ -66,6 +67,8 @@ class Config:
     min_title_chars: int = setting(3, "drop records whose cleaned title is shorter", "data")
     min_content_chars: int = setting(40, "drop records whose cleaned description is shorter", "data")
     max_content_chars: int = setting(2000, "drop records whose cleaned description is longer", "data")
+    long_content: LongContent = setting("drop", "a description over max_content_chars: drop the record, or cut it at "
+                                                "its last sentence end within the limit", "data")
     max_content_tokens: int = setting(0, "drop descriptions longer than this many tokens; 0: no limit", "data")
     dedup_titles: bool = setting(True, "keep one record per title (the longest description)", "data")
     strict: bool = setting(False, "stop at the first malformed line instead of counting and skipping it", "data")

@@ -100,11 +100,13 @@ class InputFile:
 
 
 class RawRecord(NamedTuple):
-    """One record's text fields (a tuple: cheap to pass between processes)."""
+    """One record's text fields (a tuple: cheap to pass between processes); `cut`: its description was cut at a
+    sentence end to fit max_content_chars (long_content="cut")."""
 
     uid: str
     title: str
     content: str
+    cut: bool = False
 
 
 @dataclass
@@ -117,6 +119,7 @@ class Tally:
     drops: Counter = field(default_factory=Counter)
     problems: list[LineProblem] = field(default_factory=list)
     max_problems: int = 20
+    cut: int | None = None  # descriptions cut at a sentence end; None when long ones are dropped instead
 
     def drop(self, reason: DropReason) -> None:
         self.drops[reason.value] += 1
@@ -130,7 +133,8 @@ class Tally:
         return {"file": self.label, "lines": self.lines, "kept": self.kept,
                 "dropped": sum(self.drops.values()),
                 "drops": dict(sorted(self.drops.items(), key=lambda kv: -kv[1])),
-                "problems": [str(p) for p in self.problems]}
+                "problems": [str(p) for p in self.problems],
+                **({"cut_at_sentence": self.cut} if self.cut is not None else {})}
 
 
 # ---------------------------------------------------------------- locating and reading files
@@ -381,17 +385,33 @@ def clean_text(text: str) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())
 
 
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*")
+
+
+def cut_at_sentence(text: str, limit: int) -> str | None:
+    """The text up to its last sentence end within `limit` characters (a stop, then a blank or the text's end),
+    or None when no sentence ends there: a cut description still ends a sentence, so EOS teaches a clean stop."""
+    last = None
+    for match in _SENTENCE_END.finditer(text, 0, limit):
+        end = match.end()
+        if end <= limit and (end == len(text) or text[end].isspace()):
+            last = end
+    return text[:last] if last else None
+
+
 @dataclass(frozen=True)
 class CleanRules:
-    """The length limits a kept record must meet (from Config)."""
+    """The length limits a kept record must meet (from Config), and what happens to a description over the
+    limit: "drop" the record, or "cut" it at its last sentence end within the limit."""
 
     min_title_chars: int = 3
     min_content_chars: int = 40
     max_content_chars: int = 2000
+    long_content: str = "drop"
 
     @classmethod
     def from_config(cls, config: Config) -> "CleanRules":
-        return cls(config.min_title_chars, config.min_content_chars, config.max_content_chars)
+        return cls(config.min_title_chars, config.min_content_chars, config.max_content_chars, config.long_content)
 
 
 # Cleaning a text changes its length only near what it rewrites: an entity (<= 34 characters), a tag
@@ -402,7 +422,7 @@ _CUT_MARGIN = 1000
 
 def clean_record(record: RawRecord, rules: CleanRules) -> RawRecord | DropReason:
     """A cleaned copy of the record, or the reason it must be dropped."""
-    uid, raw_title, raw_content = record
+    uid, raw_title, raw_content = record.uid, record.title, record.content
     # `not s or s.isspace()`: the same test as `not s.strip()`, without copying a long content.
     if not raw_title or raw_title.isspace():
         return (DropReason.EMPTY_TITLE_AND_CONTENT if not raw_content or raw_content.isspace()
@@ -418,11 +438,15 @@ def clean_record(record: RawRecord, rules: CleanRules) -> RawRecord | DropReason
     # A very long content (the dump has some near 200,000 characters) is judged on its start when that is
     # already too long: it then cannot be short or equal the title either.
     head_chars = rules.max_content_chars + 2 * _CUT_MARGIN
+    content = None
     if len(raw_content) > head_chars:
-        head = len(clean_text(raw_content[:head_chars])) - _CUT_MARGIN
+        cleaned_head = clean_text(raw_content[:head_chars])
+        head = len(cleaned_head) - _CUT_MARGIN
         if head > rules.max_content_chars and head > 3 * len(title):
-            return DropReason.LONG_CONTENT
-    content = clean_text(raw_content)
+            if rules.long_content == "drop":
+                return DropReason.LONG_CONTENT
+            content = cleaned_head  # cleaning is local: its first max_content_chars are the whole text's
+    content = clean_text(raw_content) if content is None else content
     if not content:
         return DropReason.EMPTY_CONTENT
     # casefold() never shortens a string and lengthens one at most 3x, so a content more than 3x
@@ -432,7 +456,10 @@ def clean_record(record: RawRecord, rules: CleanRules) -> RawRecord | DropReason
     if len(content) < rules.min_content_chars:
         return DropReason.SHORT_CONTENT
     if len(content) > rules.max_content_chars:
-        return DropReason.LONG_CONTENT
+        cut = cut_at_sentence(content, rules.max_content_chars) if rules.long_content == "cut" else None
+        if cut is None or len(cut) < rules.min_content_chars:
+            return DropReason.LONG_CONTENT
+        return RawRecord(uid.strip(), title, cut, cut=True)
     return RawRecord(uid.strip(), title, content)
 
 
@@ -472,7 +499,7 @@ RECORD_KEYS = np.dtype([
 
 def record_keys(record: RawRecord, seed_text: str, row_bytes: int) -> tuple[int, ...]:
     """A clean record's RECORD_KEYS row."""
-    uid, title, content = record
+    uid, title, content = record.uid, record.title, record.content
     return (_hash64(f"{title}\x00{content}"), _key64("split", uid), _hash64(title.casefold()),
             _key64(seed_text, uid), len(title), len(content), row_bytes)
 
@@ -505,6 +532,7 @@ class BlockResult:
     drops: Counter
     problems: list[LineProblem]
     spool: tuple[Path, int] | None = None  # where a worker wrote the rows instead: its spool file, offset
+    cut: int = 0  # kept records whose description was cut at a sentence end (long_content="cut")
 
     def shifted(self, lines: int) -> "BlockResult":
         """The same result with line numbers `lines` further on (a block cleaned without knowing where it
@@ -521,6 +549,7 @@ def clean_block(first_line: int, block: bytes, job: CleanJob, max_problems: int 
     problems: list[LineProblem] = []
     keys: list[tuple[int, ...]] = []
     rows: list[bytes] = []
+    cut = 0
     seed_text, language, source, rules = str(job.seed), job.language, job.source, job.rules
     lines = split_lines(block)
     for line_no, raw in enumerate(lines, start=first_line):
@@ -537,10 +566,11 @@ def clean_block(first_line: int, block: bytes, job: CleanJob, max_problems: int 
             drops[record] += 1
             continue
         row = orjson.dumps(to_example(record, language)) + b"\n"
+        cut += record.cut
         keys.append(record_keys(record, seed_text, len(row)))
         rows.append(row)
     return BlockResult(first_line + len(lines) - 1, len(block), np.array(keys, dtype=RECORD_KEYS), b"".join(rows),
-                       drops, problems)
+                       drops, problems, cut=cut)
 
 
 def read_whole_lines(path: Path, start: int, end: int) -> bytes:
@@ -789,6 +819,8 @@ def _collect(job: CleanJob, strict: bool, tally: Tally, workers: int, kept: Kept
                 tally.drops[reason.value] += count
             tally.problems.extend(block.problems[: max(0, tally.max_problems - len(tally.problems))])
             tally.lines = block.last_line
+            if tally.cut is not None:
+                tally.cut += block.cut
             kept.add(block)
             bar.update(block.bytes_read)
 
@@ -875,7 +907,7 @@ class PreprocessResult:
 def preprocess_key(config: Config, train: InputFile, test: InputFile, max_tokens_model: str | None) -> str:
     """Hash of the settings and inputs that decide the output, to reuse finished work safely."""
     settings = {name: getattr(config, name) for name in (
-        "min_title_chars", "min_content_chars", "max_content_chars", "max_content_tokens", "dedup_titles",
+        "min_title_chars", "min_content_chars", "max_content_chars", "long_content", "max_content_tokens", "dedup_titles",
         "strict", "val_fraction", "train_samples", "val_samples", "test_samples", "seed", "language")}
     inputs = [{**file_identity(f.path), "member": f.member} for f in (train, test)]
     return stable_hash({"version": PREPROCESS_VERSION, "settings": settings, "inputs": inputs,
@@ -925,6 +957,8 @@ def preprocess_files(
     rules = CleanRules.from_config(config)
     train_job, test_job = (CleanJob(source, rules, config.seed, config.language) for source in (train_source, test_source))
     train_tally, test_tally = Tally(train_source.label), Tally(test_source.label)
+    if rules.long_content == "cut":
+        train_tally.cut = test_tally.cut = 0
 
     # Clean the train file, learning the longest content for each title, then the test file (no title
     # the model was trained on). Kept records wait in scratch files; only their keys stay in memory.
