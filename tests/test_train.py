@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,3 +145,33 @@ def test_other_settings_keep_their_checkpoints_and_an_oom_backoff_is_kept(offlin
     # A finished run is loaded, not trained further (the Trainer would add a step past max_steps).
     assert "training already finished at checkpoint-4" in capsys.readouterr().out
     assert not first.exists() and last_checkpoint(checkpoint_folder(other)).name == "checkpoint-4"
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_when_validation_loss_rises_and_keeps_the_best_weights(offline_config):
+    config = small_config(offline_config, train_samples=48, val_samples=8, max_steps=30, eval_steps=2, save_steps=2,
+                          logging_steps=2, per_device_train_batch_size=4, max_seq_length=160, save_total_limit=2,
+                          learning_rate=0.05, early_stopping_patience=2)  # a rate that soon makes it worse
+    preprocess(config)
+    result = train(config, progress=False)
+    run = json.loads(result.run_json.read_text())
+    evals = {h["step"]: h["eval_loss"] for h in result.log_history if "eval_loss" in h and h["step"] > 0}
+    assert run["stopped_early"] and result.steps < 30
+    best_step = int(run["best_checkpoint"].rsplit("-", 1)[1])
+    assert evals[best_step] == min(v for k, v in evals.items() if k <= result.steps)
+    assert result.steps >= best_step + 2 * config.eval_steps  # two evaluations without improvement
+    from safetensors.torch import load_file
+
+    saved = load_file(result.adapter_dir / "adapter_model.safetensors")
+    best = load_file(Path(run["best_checkpoint"]) / "adapter_model.safetensors")
+    assert saved.keys() == best.keys() and all(torch.equal(saved[k], best[k]) for k in saved)
+    # Run again: the finished run is loaded, not trained past where early stopping ended it.
+    again = train(config, progress=False)
+    assert again.steps == result.steps
+
+
+def test_early_stopping_needs_checkpoints_at_evaluations(offline_config):
+    from titlegen_lib import ConfigError
+
+    with pytest.raises(ConfigError, match="save_steps .* multiple of eval_steps"):
+        offline_config.replace(early_stopping_patience=2, eval_steps=4, save_steps=6)

@@ -116,6 +116,8 @@ class Config:
     gradient_checkpointing: bool = setting(True, "recompute activations to save GPU memory", "training")
     precision: Precision = setting("auto", "GPU training precision; auto: bf16 where the GPU has it, fp16 with a "
                                            "gradient scaler on a T4 (fp16 takes the T4's path on any GPU)", "training")
+    early_stopping_patience: int = setting(0, "stop when the validation loss has not improved for this many "
+                                              "evaluations, and keep the best checkpoint's weights; 0: off", "training")
     resume: bool = setting(True, "resume from the last complete checkpoint of the same settings and data", "run")
     remove_other_checkpoints: bool = setting(False, "delete checkpoints kept under other settings' keys", "run")
     merge_16bit: bool = setting(False, "also save the base model with LoRA merged in, 16-bit", "run")
@@ -202,7 +204,7 @@ class Config:
         for name in ("synthetic_train_records", "synthetic_test_records", "train_samples", "val_samples",
                      "test_samples", "min_title_chars", "min_content_chars", "max_content_tokens",
                      "lora_dropout", "weight_decay", "warmup_steps", "temperature", "no_repeat_ngram_size",
-                     "save_total_limit", "max_new_tokens"):
+                     "save_total_limit", "max_new_tokens", "early_stopping_patience"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("max_content_chars", "max_seq_length", "lora_r", "lora_alpha", "per_device_train_batch_size",
@@ -218,6 +220,9 @@ class Config:
             raise ConfigError(f"lora_dropout must be < 1, got {self.lora_dropout}")
         if self.min_content_chars > self.max_content_chars:
             raise ConfigError("min_content_chars must not exceed max_content_chars")
+        if self.early_stopping_patience and self.save_steps % self.eval_steps:
+            raise ConfigError(f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps}) "
+                              "with early_stopping_patience: the best checkpoint is one that was evaluated")
         if not self.lora_target_modules:
             raise ConfigError("lora_target_modules must name at least one module, e.g. ['q_proj', 'v_proj']")
         if not re.fullmatch(r"[\w.-]+", self.run_name):

@@ -128,6 +128,9 @@ def sft_settings(config: Config, backend: str, packing: bool, batch_size: int, g
         "disable_tqdm": not progress,
         "dataloader_num_workers": 0,
         **training_precision(backend, config.precision),
+        # Early stopping keeps the best checkpoint by validation loss, and the adapter saved is that one.
+        **({"load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False}
+           if config.early_stopping_patience else {}),
     }
 
 
@@ -209,19 +212,25 @@ def keep_or_remove_other_checkpoints(root: Path, key: str, remove: bool) -> list
 
 
 def training_finished(checkpoint: Path) -> bool:
-    """Whether a checkpoint is the run's last step (trainer_state.json records max_steps)."""
+    """Whether a checkpoint ends its run: the last step (trainer_state.json records max_steps), or where early
+    stopping stopped it."""
     state = read_json(checkpoint / "trainer_state.json")
-    return 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
+    control = state.get("stateful_callbacks", {}).get("TrainerControl", {}).get("args", {})
+    return 0 < state.get("max_steps", 0) <= state.get("global_step", 0) or bool(control.get("should_training_stop"))
 
 
 def load_finished_checkpoint(trainer: Any, checkpoint: Path) -> None:
-    """The final checkpoint's LoRA weights and trainer state, loaded into `trainer` without training."""
+    """A finished run's LoRA weights (its best checkpoint's with early stopping) and trainer state, loaded into
+    `trainer` without training."""
     from peft import load_peft_weights, set_peft_model_state_dict
     from transformers import TrainerState
 
+    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    best = state.best_model_checkpoint
+    weights = Path(best) if trainer.args.load_best_model_at_end and best and Path(best).is_dir() else checkpoint
     device = str(next(trainer.model.parameters()).device)
-    set_peft_model_state_dict(trainer.model, load_peft_weights(str(checkpoint), device=device))
-    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    set_peft_model_state_dict(trainer.model, load_peft_weights(str(weights), device=device))
+    trainer.state = state
 
 
 def checkpoint_folder(config: Config) -> Path:
@@ -284,8 +293,13 @@ def build_trainer(loaded: LoadedModel, config: Config, splits: TokenizedSplits, 
               "flash-attention); examples are padded per batch instead")
     args = sft_config(config, loaded.backend, packing, batch_size, grad_accum, progress, eval_on_start,
                       checkpoint_dir)
+    callbacks = [CheckpointCompleteCallback()]
+    if config.early_stopping_patience:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     return sft_trainer_class()(model=loaded.model, args=args, train_dataset=splits.train, eval_dataset=splits.val,
-                                 processing_class=loaded.tokenizer, callbacks=[CheckpointCompleteCallback()])
+                                 processing_class=loaded.tokenizer, callbacks=callbacks)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -432,6 +446,9 @@ def _finish(trainer: Any, loaded: LoadedModel, config: Config, splits: Tokenized
         "packing": trainer.args.packing,
         "steps": result.steps, "train_loss": result.train_loss, "eval_loss": result.eval_loss,
         "initial_eval_loss": result.initial_eval_loss,
+        # With early stopping, the adapter is the best checkpoint's (lowest validation loss).
+        "best_checkpoint": trainer.state.best_model_checkpoint if trainer.args.load_best_model_at_end else None,
+        "stopped_early": bool(config.early_stopping_patience) and result.steps < trainer.state.max_steps,
         "wall_seconds": round(seconds, 1), "resumed_from": result.resumed_from,
     })
     return result

@@ -1,0 +1,180 @@
+"""Recipe study: which settings make the fine-tuned model clearly beat its base, measured with the evaluation
+module on real records (folds of ../shared/data/amazon_titles_real_250.json) and on synthetic data.
+
+    python bench/recipe.py --data ../shared/data/amazon_titles_real_250.json --levers baseline,all_linear \
+        --seeds 1,2 --fold 0 --preset colab-t4 -p model_name=smollm2-135m-offline
+    python bench/recipe.py --synthetic 1500 --levers baseline,best ...   # synthetic data instead
+
+A lever is a named set of settings on top of the preset (LEVERS below); each (lever, seed) is one run: its own
+work folder, preprocess, train, then the comparison of echo, retrieval, base and fine-tuned on the fold's test
+records. Levers marked evaluation-only reuse the adapter of the lever they name and change only the decoding.
+Every finished run is appended to outputs/bench/recipe-<tag>.json (a killed study keeps what finished); the
+table is printed at the end (and by --table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Small data: batches of 16 (a few hundred records make a handful of batches of 64), and evaluations often
+# enough for early stopping to see the validation loss turn.
+SMALL = {"per_device_train_batch_size": 16, "eval_steps": 5, "save_steps": 5, "logging_steps": 5,
+         "save_total_limit": 2}
+ES = {"early_stopping_patience": 2, "num_train_epochs": 8}
+
+LEVERS: dict[str, dict[str, Any]] = {
+    "baseline": {},  # the preset as it is
+    "batch16": {**SMALL},
+    "all_linear": {**SMALL, "lora_target_modules": ALL_LINEAR},
+    "all_linear_r32": {**SMALL, "lora_target_modules": ALL_LINEAR, "lora_r": 32, "lora_alpha": 64},
+    "lr_1e-3": {**SMALL, "lora_target_modules": ALL_LINEAR, "learning_rate": 1e-3},
+    "lr_5e-4_3ep": {**SMALL, "lora_target_modules": ALL_LINEAR, "learning_rate": 5e-4, "num_train_epochs": 3},
+    "lr_5e-4_es": {**SMALL, **ES, "lora_target_modules": ALL_LINEAR, "learning_rate": 5e-4},
+    "cut_long": {**SMALL, **ES, "lora_target_modules": ALL_LINEAR, "learning_rate": 5e-4, "long_content": "cut"},
+    "cut_long_r32": {**SMALL, **ES, "lora_target_modules": ALL_LINEAR, "learning_rate": 5e-4, "long_content": "cut",
+                     "lora_r": 32, "lora_alpha": 64},
+    "plain_prompt": {**SMALL, **ES, "lora_target_modules": ALL_LINEAR, "learning_rate": 5e-4, "long_content": "cut",
+                     "prompt_format": "plain"},
+    # Evaluation-only: the adapter of the lever named in "adapter_of", other decoding.
+    "guard": {"adapter_of": "cut_long", "eval_repetition_guard": True},
+    "sampling": {"adapter_of": "cut_long", "temperature": 0.7},
+    "fixed_160": {"adapter_of": "cut_long", "max_new_tokens": 160},
+}
+SHOWN = ("rougeL", "chrf", "semantic", "repeat_3gram", "title_copy", "stopped_at_eos", "length_ratio")
+
+
+def write_fold(records: Path, fold: int, folds: int, out: Path) -> Path:
+    """trn.json and tst.json of one fold: a record is in the test part when its uid hashes to `fold`."""
+    out.mkdir(parents=True, exist_ok=True)
+    lines = records.read_text(encoding="utf-8").splitlines(keepends=True)
+    parts: dict[str, list[str]] = {"trn.json": [], "tst.json": []}
+    for line in lines:
+        uid = json.loads(line).get("uid", "")
+        test = int(hashlib.sha256(uid.encode()).hexdigest(), 16) % folds == fold
+        parts["tst.json" if test else "trn.json"].append(line)
+    for name, part in parts.items():
+        (out / name).write_text("".join(part), encoding="utf-8")
+    return out
+
+
+def summarize(metrics: dict[str, Any], run: dict[str, Any] | None) -> dict[str, Any]:
+    systems = metrics["systems"]
+    row: dict[str, Any] = {system: {m: systems[system][m]["mean"] for m in SHOWN if m in systems[system]}
+                           for system in systems}
+    row["finetuned_minus_base"] = {m: metrics["finetuned_minus_base"][m] for m in ("rougeL", "chrf", "semantic")
+                                   if m in metrics.get("finetuned_minus_base", {})}
+    row["decoding"] = metrics["settings"]["decoding"]
+    row["cut_at_max_new_tokens"] = {s: v.get("cut_at_max_new_tokens") for s, v in systems.items()}
+    row["n_test"] = metrics["n_examples"]
+    if run:
+        row["train"] = {k: run.get(k) for k in ("steps", "initial_eval_loss", "eval_loss", "best_checkpoint",
+                                                "stopped_early", "examples", "wall_seconds")}
+    return row
+
+
+def run_lever(name: str, seed: int, args: argparse.Namespace, raw: Path | None, base: dict[str, Any]) -> dict:
+    from titlegen_lib import Config
+    from titlegen_lib.data import preprocess
+    from titlegen_lib.evaluate import run_comparison
+    from titlegen_lib.train import train
+
+    lever = dict(LEVERS[name])
+    trained_by = lever.pop("adapter_of", name)
+    settings = {**base, **{k: v for k, v in LEVERS[trained_by].items() if k != "adapter_of"}, **lever, "seed": seed}
+    work = args.work / f"{trained_by}-s{seed}"
+    config = Config.from_dict(settings, raw_dir=str(raw) if raw else "", work_dir=str(work / "work"),
+                              output_dir=str(work / f"out-{name}"))
+    started = time.perf_counter()
+    preprocess(config, progress=False)
+    run = None
+    if trained_by == name:
+        result = train(config, progress=False)
+        run = json.loads(result.run_json.read_text())
+    comparison = run_comparison(config, progress=False)
+    summary = json.loads((config.data_dir / "summary.json").read_text())
+    return {"lever": name, "seed": seed, "settings": {k: v for k, v in settings.items() if k in lever or
+                                                      k in LEVERS[trained_by]},
+            "seconds": round(time.perf_counter() - started, 1),
+            "data": {"written": summary["written"], "train_drops": summary["files"]["train"]["drops"],
+                     "cut_at_sentence": summary["files"]["train"].get("cut_at_sentence")},
+            **summarize(comparison.metrics, run)}
+
+
+def table(results: list[dict]) -> str:
+    head = ("| lever | seed | n test | ft ROUGE-L | base | retrieval | ft-base ROUGE-L [95%] | ft chrF | base chrF | "
+            "ft-base chrF [95%] | ft semantic | retrieval semantic | ft rep. 3-gram | title copy | EOS | "
+            "length ratio | val loss | steps |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in results:
+        ft, base, ret = r.get("finetuned", {}), r.get("base", {}), r.get("retrieval", {})
+        diff = r.get("finetuned_minus_base", {})
+
+        def ci(metric: str, digits: int) -> str:
+            d = diff.get(metric)
+            return f"{d['mean']:+.{digits}f} [{d['low']:+.{digits}f}, {d['high']:+.{digits}f}]" if d else "-"
+
+        train = r.get("train") or {}
+        loss = (f"{train['initial_eval_loss']:.2f} -> {train['eval_loss']:.2f}"
+                if train.get("initial_eval_loss") is not None else "-")
+        lines.append(
+            f"| {r['lever']} | {r['seed']} | {r['n_test']} | {ft.get('rougeL', 0):.3f} | {base.get('rougeL', 0):.3f} | "
+            f"{ret.get('rougeL', 0):.3f} | {ci('rougeL', 3)} | {ft.get('chrf', 0):.1f} | {base.get('chrf', 0):.1f} | "
+            f"{ci('chrf', 1)} | {ft.get('semantic', 0):.3f} | {ret.get('semantic', 0):.3f} | "
+            f"{ft.get('repeat_3gram', 0):.3f} | {ft.get('title_copy', 0):.2f} | {ft.get('stopped_at_eos', 0):.2f} | "
+            f"{ft.get('length_ratio', 0):.2f} | {loss} | {train.get('steps', '-')} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, help="records in the dataset's format (folds are cut from them)")
+    parser.add_argument("--synthetic", type=int, default=0, help="use this many synthetic records instead")
+    parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--levers", default="baseline", help=f"comma-separated, of: {', '.join(LEVERS)}")
+    parser.add_argument("--seeds", default="1")
+    parser.add_argument("--preset", default="colab-t4")
+    parser.add_argument("--tag", default="study", help="results go to outputs/bench/recipe-<tag>.json")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/titlegen-recipe"))
+    parser.add_argument("--table", action="store_true", help="only print the table of the results file")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for every lever (model_name, embedding_model, ...)")
+    args = parser.parse_args()
+    target = ROOT / "outputs" / "bench" / f"recipe-{args.tag}.json"
+    results = json.loads(target.read_text()) if target.is_file() else []
+    if args.table:
+        print(table(results))
+        return
+    import yaml
+
+    base = {"preset": args.preset, "train_samples": 0, "val_samples": 0, "test_samples": 0, "val_fraction": 0.1,
+            "bootstrap_samples": 1000, **{k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.param)}}
+    raw = None
+    if args.data:
+        raw = write_fold(args.data, args.fold, args.folds, args.work / f"fold{args.fold}")
+    elif args.synthetic:
+        base.update(synthetic_train_records=args.synthetic, synthetic_test_records=max(60, args.synthetic // 5),
+                    test_samples=60)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for name in args.levers.split(","):
+            result = run_lever(name.strip(), seed, args, raw, base)
+            result.update(fold=args.fold if raw else None, data_source=str(args.data) if raw else "synthetic")
+            results.append(result)
+            target.write_text(json.dumps(results, indent=2))
+            print(f"{name} seed {seed}: {result['seconds']} s", flush=True)
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
