@@ -45,6 +45,10 @@ LEVERS: dict[str, dict[str, Any]] = {
                      "lora_r": 32, "lora_alpha": 64},
     "plain_prompt": {**SMALL, **ES, "lora_target_modules": ALL_LINEAR, "learning_rate": 5e-4, "long_content": "cut",
                      "prompt_format": "plain"},
+    # For the CPU's offline preset (60 steps of 8 by default): cut instead of drop, and epochs with early stopping.
+    "offline_cut": {"long_content": "cut"},
+    "offline_cut_es": {"long_content": "cut", "max_steps": -1, "num_train_epochs": 4, "early_stopping_patience": 2,
+                       "eval_steps": 10, "save_steps": 10},
     # Evaluation-only: the adapter of the lever named in "adapter_of", other decoding.
     "guard": {"adapter_of": "cut_long", "eval_repetition_guard": True},
     "sampling": {"adapter_of": "cut_long", "temperature": 0.7},

@@ -16,7 +16,7 @@ LONG = "A sturdy stainless steel kettle that boils water quickly and quietly, wi
 
 @pytest.fixture
 def good_test_file(tmp_path) -> InputFile:
-    return InputFile(write_lines(tmp_path / "tst.json", [amazon_line(f"T{i:09d}", f"Zeta Lamp {i}", LONG)
+    return InputFile(write_lines(tmp_path / "tst.json", [amazon_line(f"T{i:09d}", f"Zeta Lamp {i}", f"Lamp {i}. " + LONG)
                                                          for i in range(3)]))
 
 

@@ -419,10 +419,10 @@ def test_deduplication_keeps_the_one_by_one_rule(tmp_path):
         tally, kept = Tally("x"), KeptRecords(tmp_path / f"{trial}.tmp")
         for block in blocks:
             rows = b"".join(b"%d\n" % i for i in range(len(block)))
-            # keys: record, uid, title as drawn; sample key, title and content characters, row bytes
-            keys = np.array([(*row, 0, 1, 1, len(b"%d\n" % i)) for i, row in enumerate(block)], dtype=RECORD_KEYS)
+            # keys: record, uid, title as drawn; content and sample keys, title and content characters, row bytes
+            keys = np.array([(*row, 0, 0, 1, 1, len(b"%d\n" % i)) for i, row in enumerate(block)], dtype=RECORD_KEYS)
             kept.add(BlockResult(0, len(rows), keys, rows, Counter(), []))
-        mask = kept.unique(tally, np.array(sorted(banned), dtype=np.uint64))
+        mask = kept.unique(tally, [("title_key", np.array(sorted(banned), dtype=np.uint64), DropReason.TITLE_IN_TRAIN)])
         assert [row for row, keep in zip((row for block in blocks for row in block), mask) if keep] == expected
         assert tally.drops == expected_drops
         kept.finish()
@@ -499,7 +499,7 @@ def test_long_descriptions_are_cut_at_a_sentence_end_or_dropped(tmp_path, offlin
     lines = [amazon_line("B1", "Kettle One", long_ok), amazon_line("B2", "Kettle Two", no_stop),
              amazon_line("B3", "Kettle Three", head_long), amazon_line("B4", "Kettle Four", LONG)]
     train = write_lines(tmp_path / "trn.json", lines)
-    test = write_lines(tmp_path / "tst.json", [amazon_line("T1", "Other Thing", LONG)])
+    test = write_lines(tmp_path / "tst.json", [amazon_line("T1", "Other Thing", "Not in train. " + LONG)])
     config = offline_config.replace(train_samples=0, val_samples=0, test_samples=0, val_fraction=0.0,
                                     max_content_chars=500, long_content="cut")
     result = preprocess_files(InputFile(train), InputFile(test), config, tmp_path / "cut")
@@ -512,3 +512,78 @@ def test_long_descriptions_are_cut_at_a_sentence_end_or_dropped(tmp_path, offlin
     dropped = preprocess_files(InputFile(train), InputFile(test), config.replace(long_content="drop"), tmp_path / "drop")
     assert dropped.summary["files"]["train"]["drops"]["long_content"] == 3
     assert "cut_at_sentence" not in dropped.summary["files"]["train"]
+
+
+# ---------------------------------------------------------------- [3/5]: what is text, what is leakage
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("x<y and y>z", "x<y and y>z"),
+    ("Press <Enter> to continue", "Press <Enter> to continue"),
+    ("Kids 3-5 <3 it", "Kids 3-5 <3 it"),
+    ("<P CLASS='x'>Para</p>graph<br/>", "Para graph"),
+    ("a<!-- hidden -->b", "a b"),
+    ("<script type='x'>var x = 1 < 2;</script>kept", "kept"),
+    ("<STYLE>p {}</STYLE>ok", "ok"),
+    ("<b>Bold</b> & <i>italic</i>", "Bold & italic"),
+])
+def test_only_html_is_stripped_and_other_angle_brackets_stay(raw, clean):
+    assert clean_text(raw) == clean
+
+
+@pytest.mark.parametrize("line", [
+    '{"uid":"B1","title":"Acme Kettle","content":"' + LONG + '","target_ind":[x],"target_rel":[1]}',
+    '{"uid":"B1","title":"Acme Kettle","content":"' + LONG + '","target_ind":[1],"target_rel":[1.0]} trailing',
+    '{"uid":"B1","title":"Acme Kettle","content":"' + LONG + '","target_ind":[1,],"target_rel":[]}',
+])
+def test_invalid_json_anywhere_in_a_line_makes_it_malformed(tmp_path, line):
+    path = write_lines(tmp_path / "x.json", [line])
+    tally = Tally("x")
+    assert list(read_records(InputFile(path), tally)) == []
+    assert tally.drops == {"malformed_json": 1}
+
+
+def test_an_empty_uid_is_a_problem_line_not_a_record(tmp_path):
+    path = write_lines(tmp_path / "x.json", [amazon_line("", "Acme Kettle", LONG), amazon_line("  ", "Other", LONG),
+                                             amazon_line("B1", "Third Kettle", LONG)])
+    tally = Tally("x")
+    assert [r.uid for r in read_records(InputFile(path), tally)] == ["B1"]
+    assert tally.drops == {"missing_field": 2}
+    assert str(tally.problems[0]).endswith("x.json, line 1: field 'uid': empty") or "line 1: field 'uid': empty" in \
+        str(tally.problems[0])
+
+
+def test_test_records_seen_in_train_are_dropped_and_counted(tmp_path, offline_config):
+    import unicodedata
+
+    train = [amazon_line(f"B{i}", f"Kettle Model {i}", f"Kettle {i}. " + LONG) for i in range(10)]
+    train.append(amazon_line("B20", unicodedata.normalize("NFD", "Café Crème Grinder"), "A grinder. " + LONG))
+    train.append(amazon_line("B21", "Author Bio Book", "About the author: " + LONG))
+    test = [amazon_line(f"T{i}", f"Lamp {i}", f"Lamp {i}. " + LONG) for i in range(5)]
+    test += [amazon_line("B3", "A Different Title", "Different text. " + LONG),  # uid in train
+             amazon_line("T20", unicodedata.normalize("NFC", "CAFÉ crème grinder"), "Other text. " + LONG),  # title
+             amazon_line("T21", "Another Book", "About the author: " + LONG)]  # description in train
+    files = [InputFile(write_lines(tmp_path / n, lines)) for n, lines in (("trn.json", train), ("tst.json", test))]
+    config = offline_config.replace(train_samples=0, val_samples=0, test_samples=0)
+    result = preprocess_files(*files, config, tmp_path / "out")
+    assert result.summary["files"]["test"]["drops"] == {"uid_in_train": 1, "title_in_train": 1,
+                                                        "description_in_train": 1}
+    assert sorted(r["uid"] for r in load_split(result.paths["test"])) == [f"T{i}" for i in range(5)]
+    table = result.drops_table()  # what notebook 01 shows
+    assert table.loc["description_in_train", files[1].label] == 1
+
+
+def test_a_token_limit_with_sampling_writes_the_requested_number_and_labels_only_what_was_checked(tmp_path,
+                                                                                                  offline_config):
+    short, long = "Short and sweet words. " * 3, "Long words here. " * 30  # 12 and 90 words
+    train = [amazon_line(f"B{i:03d}", f"Item {i}", (long if i % 3 else short) + f"#{i}") for i in range(300)]
+    test = [amazon_line(f"T{i:03d}", f"Thing {i}", (long if i % 3 else short) + f"T{i}") for i in range(30)]
+    files = [InputFile(write_lines(tmp_path / n, lines)) for n, lines in (("trn.json", train), ("tst.json", test))]
+    config = offline_config.replace(train_samples=80, val_samples=0, test_samples=5, val_fraction=0.0,
+                                    max_content_tokens=20, max_content_chars=2000)
+    result = preprocess_files(*files, config, tmp_path / "out", count_tokens=lambda text: len(text.split()))
+    summary = result.summary
+    assert summary["written"]["train"] == 80  # 100 fit the limit: enough for the 80 asked for
+    too_long = summary["files"]["train"]["drops"]["too_many_tokens"]
+    assert summary["not_sampled"]["train"] == 300 - 80 - too_long  # only the checked ones are called too long
+    assert 80 + too_long < 300  # it stopped checking once 80 fitted
+    assert all(len(r["output"].split()) <= 20 for r in load_split(result.paths["train"]))

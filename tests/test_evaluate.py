@@ -177,6 +177,12 @@ def prepared(offline_config):
     return config
 
 
+class StubModel(str):
+    """A loaded model's stand-in: its name, and no tokenizer (max_new_tokens is set, so none is needed)."""
+
+    tokenizer = None
+
+
 @pytest.fixture
 def fake_models(monkeypatch, prepared):
     """Stand-ins for loading and running the LLM: "finetuned" writes most of the reference and stops,
@@ -185,7 +191,7 @@ def fake_models(monkeypatch, prepared):
     calls: dict[str, list] = {"load": [], "generate": [], "settings": []}
 
     def load_model(config, adapter_dir=None):
-        calls["load"].append("finetuned" if adapter_dir else "base")
+        calls["load"].append(StubModel("finetuned" if adapter_dir else "base"))
         return calls["load"][-1]
 
     def generate_descriptions(loaded, titles, config, settings=None, progress=True):

@@ -7,6 +7,8 @@ import re
 import pandas as pd
 import pytest
 
+from test_evaluate import StubModel
+
 from titlegen_lib import evaluate
 from titlegen_lib.data import load_split, preprocess
 from titlegen_lib.evaluate import run_comparison
@@ -29,7 +31,8 @@ def comparison(offline_config, monkeypatch):
             return [Generation(t, " ".join(references[t].split()[: 8 + 3 * i]), True, 20) for i, t in enumerate(titles)]
         return [Generation(t, f"luxury luxury {INJECTED} luxury luxury", False, 96) for t in titles]
 
-    monkeypatch.setattr(evaluate, "load_model", lambda config, adapter_dir=None: "finetuned" if adapter_dir else "base")
+    monkeypatch.setattr(evaluate, "load_model",
+                        lambda config, adapter_dir=None: StubModel("finetuned" if adapter_dir else "base"))
     monkeypatch.setattr(evaluate, "generate_descriptions", generate)
     monkeypatch.setattr(evaluate, "reference_nll", lambda loaded, titles, *_, **__: [(20.0, 10)] * len(titles))
     config.adapter_dir.mkdir(parents=True)

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import re
 import time
+import unicodedata
 import zipfile
 import zlib
 from collections import Counter, deque
@@ -21,7 +22,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple
+from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import orjson
@@ -32,7 +33,7 @@ from titlegen_lib.storage import atomic_open, file_identity, read_json, stable_h
 
 RELEASE_ZIP = "LF-Amazon-1.3M.raw.zip"
 SPLITS = ("train", "val", "test")
-PREPROCESS_VERSION = 1  # bump when cleaning rules change, so cached outputs are rebuilt
+PREPROCESS_VERSION = 2  # bump when cleaning rules change, so cached outputs are rebuilt
 
 
 class DropReason(str, Enum):
@@ -53,7 +54,9 @@ class DropReason(str, Enum):
     DUPLICATE_RECORD = "duplicate_record"
     DUPLICATE_UID = "duplicate_uid"
     DUPLICATE_TITLE = "duplicate_title"
+    UID_IN_TRAIN = "uid_in_train"
     TITLE_IN_TRAIN = "title_in_train"
+    DESCRIPTION_IN_TRAIN = "description_in_train"
     TOO_MANY_TOKENS = "too_many_tokens"
 
 
@@ -257,21 +260,10 @@ _TEXT_FIELDS = ("uid", "title", "content")
 def parse_line(raw: bytes, source: InputFile, line_no: int) -> RawRecord | LineProblem:
     """Decode one JSON line into a RawRecord, or describe what is wrong with it."""
     try:
-        obj = orjson.loads(_text_fields_only(raw))  # fast path: valid UTF-8 JSON
+        obj = orjson.loads(raw)  # the whole line: invalid JSON anywhere in it makes it malformed
     except orjson.JSONDecodeError:
         return _parse_line_slowly(raw, source, line_no)
     return _check_fields(obj, source, line_no)
-
-
-def _text_fields_only(raw: bytes) -> bytes:
-    """The line without its label lists, which are never used and cost half the parse.
-
-    Only for the dump's own layout (`..."target_ind":[...],"target_rel":[...]}`); a line cut short
-    keeps its full text and so still fails to parse."""
-    cut = raw.rfind(b',"target_ind":[')
-    if cut > 0 and raw.endswith(b"]}") and raw.find(b'],"target_rel":[', cut) > 0:
-        return raw[:cut] + b"}"
-    return raw
 
 
 def _parse_line_slowly(raw: bytes, source: InputFile, line_no: int) -> RawRecord | LineProblem:
@@ -300,7 +292,7 @@ def _parse_line_slowly(raw: bytes, source: InputFile, line_no: int) -> RawRecord
 def _check_fields(obj: Any, source: InputFile, line_no: int) -> RawRecord | LineProblem:
     if type(obj) is dict:
         uid, title, content = obj.get("uid"), obj.get("title"), obj.get("content")
-        if type(uid) is str and type(title) is str and type(content) is str:  # the usual case, checked once
+        if type(uid) is str and type(title) is str and type(content) is str and uid.strip():  # the usual case
             return RawRecord(uid, title, content)
     label = source.label
     if not isinstance(obj, dict):
@@ -312,6 +304,8 @@ def _check_fields(obj: Any, source: InputFile, line_no: int) -> RawRecord | Line
         if not isinstance(obj[name], str):
             return LineProblem(label, line_no, DropReason.WRONG_TYPE, name,
                                f"expected a string, got {json.dumps(obj[name])[:40]}")
+    if not obj["uid"].strip():  # a record needs an id: splits, duplicates and leakage checks go by it
+        return LineProblem(label, line_no, DropReason.MISSING_FIELD, "uid", "empty")
     return RawRecord(obj["uid"], obj["title"], obj["content"])
 
 
@@ -332,7 +326,17 @@ def read_records(source: InputFile, tally: Tally, strict: bool = False) -> Itera
 
 # ---------------------------------------------------------------- cleaning
 
-_TAG = re.compile(r"</?[A-Za-z][^<>]{0,300}>")
+# HTML only: comments, <script>/<style> with their contents, and tags of known HTML element names. Other text
+# between < and > stays ("x<y and y>z", "Press <Enter> to continue").
+_HTML_ELEMENTS = """a abbr acronym address area article aside audio b base basefont bdi bdo big blink blockquote
+    body br button canvas caption center cite code col colgroup data datalist dd del details dfn dialog dir div dl
+    dt em embed fieldset figcaption figure font footer form frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr
+    html i iframe img input ins kbd label legend li link main map mark marquee menu meta meter nav nobr noframes
+    noscript object ol optgroup option output p param picture pre progress q rp rt ruby s samp section select small
+    source span strike strong sub summary sup table tbody td template textarea tfoot th thead time title tr track tt
+    u ul var video wbr""".split()
+_TAG = re.compile(r"<!--.{0,2000}?-->|<(script|style)\b[^>]{0,300}>.{0,2000}?</\1\s*>|</?(?:" + "|".join(_HTML_ELEMENTS)
+                  + r")(?=[\s/>])[^<>]{0,300}>", re.IGNORECASE | re.DOTALL)
 # (?<!\s): a match starts where a run of blanks starts, not at each blank of it, so a long run of blanks is not
 # quadratic; the leftmost match, and so the result, is the same.
 _BOILERPLATE = re.compile(r"(?<!\s)\s*-{1,2}\s*This text refers to[^.]{0,200}\.", re.IGNORECASE)
@@ -415,9 +419,9 @@ class CleanRules:
 
 
 # Cleaning a text changes its length only near what it rewrites: an entity (<= 34 characters), a tag
-# (<= 302), the boilerplate (~225 once whitespace is collapsed). So the cleaned first N characters of a
-# text, less this margin, are never longer than the cleaned whole text.
-_CUT_MARGIN = 1000
+# (<= 302), a comment or script (<= 2,320), the boilerplate (~225 once whitespace is collapsed). So the cleaned
+# first N characters of a text, less this margin, are never longer than the cleaned whole text.
+_CUT_MARGIN = 2500
 
 
 def clean_record(record: RawRecord, rules: CleanRules) -> RawRecord | DropReason:
@@ -488,8 +492,9 @@ def sample_key(uid: str, seed: int) -> int:
 # What is kept in memory of each clean record while its file is read (its output row waits on disk).
 RECORD_KEYS = np.dtype([
     ("record_key", "<u8"),  # title and content: duplicate records
-    ("uid_key", "<u8"),  # duplicate uids; also the split key (split_of)
-    ("title_key", "<u8"),  # case-folded title: duplicate titles, test titles seen in train
+    ("uid_key", "<u8"),  # duplicate uids, test uids seen in train; also the split key (split_of)
+    ("title_key", "<u8"),  # NFC, case-folded title: duplicate titles, test titles seen in train
+    ("content_key", "<u8"),  # test descriptions seen in train
     ("sample_key", "<u8"),  # sample order (sample_key)
     ("title_chars", "<u8"),
     ("content_chars", "<u8"),
@@ -500,8 +505,13 @@ RECORD_KEYS = np.dtype([
 def record_keys(record: RawRecord, seed_text: str, row_bytes: int) -> tuple[int, ...]:
     """A clean record's RECORD_KEYS row."""
     uid, title, content = record.uid, record.title, record.content
-    return (_hash64(f"{title}\x00{content}"), _key64("split", uid), _hash64(title.casefold()),
-            _key64(seed_text, uid), len(title), len(content), row_bytes)
+    return (_hash64(f"{title}\x00{content}"), _key64("split", uid), _hash64(title_for_matching(title)),
+            _hash64(content), _key64(seed_text, uid), len(title), len(content), row_bytes)
+
+
+def title_for_matching(title: str) -> str:
+    """Titles that read the same are one title: Unicode NFC (composed accents), then case folding."""
+    return unicodedata.normalize("NFC", title).casefold()
 
 
 # ---------------------------------------------------------------- cleaning a file, block by block
@@ -719,24 +729,27 @@ class KeptRecords:
         mask[indices[order[first]]] = True
         return mask
 
-    def unique(self, tally: Tally, banned_titles: np.ndarray | None = None) -> np.ndarray:
-        """Mask of the records to keep: a record is dropped (and counted) when a record kept before it has
-        the same title and content, or the same uid, or (test file) its title is in `banned_titles` (sorted
-        title keys, repeats allowed). Records whose two keys occur once in the file are decided at once; the
+    def unique(self, tally: Tally, banned: Sequence[tuple[str, np.ndarray, DropReason]] = ()) -> np.ndarray:
+        """Mask of the records to keep. A record is dropped (and counted) when a record kept before it has the
+        same title and content (duplicate_record) or the same uid (duplicate_uid), or when its key in a column
+        of `banned` is among that entry's keys (sorted, repeats allowed: the test file's uids, titles and
+        descriptions seen in train). Records whose two keys occur once in the file are decided at once; the
         others one by one, in file order."""
         records, uids = self.keys["record_key"], self.keys["uid_key"]
         suspect = np.zeros(len(records), dtype=bool)
         for keys in (records, uids):
             _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
             suspect |= counts[inverse] > 1
-        banned = np.zeros(len(records), dtype=bool)
-        if banned_titles is not None and len(banned_titles):
-            titles = self.keys["title_key"]
-            at = np.minimum(np.searchsorted(banned_titles, titles), len(banned_titles) - 1)
-            banned = banned_titles[at] == titles
-        keep = ~suspect & ~banned
-        if banned_count := int((~suspect & banned).sum()):
-            tally.drops[DropReason.TITLE_IN_TRAIN.value] += banned_count
+        banned_by = np.full(len(records), -1)  # which `banned` entry a record meets first
+        for index, (column, keys, _) in enumerate(banned):
+            if len(keys):
+                mine = self.keys[column]
+                found = keys[np.minimum(np.searchsorted(keys, mine), len(keys) - 1)] == mine
+                banned_by[found & (banned_by < 0)] = index
+        keep = ~suspect & (banned_by < 0)
+        for index, (_, _, reason) in enumerate(banned):
+            if count := int((~suspect & (banned_by == index)).sum()):
+                tally.drops[reason.value] += count
         seen_records: set[int] = set()
         seen_uids: set[int] = set()
         suspects = np.flatnonzero(suspect)
@@ -745,8 +758,8 @@ class KeptRecords:
                 tally.drop(DropReason.DUPLICATE_RECORD)
             elif uid in seen_uids:
                 tally.drop(DropReason.DUPLICATE_UID)
-            elif banned[i]:
-                tally.drop(DropReason.TITLE_IN_TRAIN)
+            elif banned_by[i] >= 0:
+                tally.drop(banned[banned_by[i]][2])
             else:
                 seen_records.add(record)
                 seen_uids.add(uid)
@@ -835,13 +848,6 @@ def _require_records(tally: Tally, kept: int) -> None:
         raise DataFileError(f"{tally.label}: no usable record in {tally.lines} lines ({reasons}){first}")
 
 
-def _oversample(limit: int, count_tokens: Callable[[str], int] | None) -> int:
-    """Keep extra candidates when a token limit may drop some of the first `limit`."""
-    if not limit or count_tokens is None:
-        return limit
-    return limit + max(limit // 2, 100)
-
-
 @dataclass
 class WrittenSplit:
     """Which kept records a split file holds, and how many were left out for the token limit."""
@@ -856,7 +862,8 @@ class WrittenSplit:
 
 def _write_split(path: Path, kept: KeptRecords, chosen: np.ndarray, limit: int, max_tokens: int,
                  count_tokens: Callable[[str], int] | None) -> WrittenSplit:
-    """Write the first `limit` chosen records (all if 0) whose content fits the token limit, atomically."""
+    """Write the first `limit` chosen records (all if 0) whose content fits the token limit, atomically; only
+    the records checked against the limit are counted as too long."""
     with atomic_open(path, "wb", buffering=WRITE_BUFFER) as handle:
         if not max_tokens or count_tokens is None:
             written = WrittenSplit(chosen[:limit] if limit else chosen)
@@ -978,15 +985,20 @@ def preprocess_files(
         _require_records(train_tally, len(candidates["train"]) + len(candidates["val"]))
 
         _collect(test_job, config.strict, test_tally, workers, test_kept, progress)
-        train_titles = np.sort(train_kept.keys["title_key"][train_unique])
-        candidates["test"] = np.flatnonzero(test_kept.unique(test_tally, banned_titles=train_titles))
+        # No test record the model could have seen: its uid, title or description in train is a drop, counted.
+        seen = [(column, np.sort(train_kept.keys[column][train_unique]), reason) for column, reason in (
+            ("uid_key", DropReason.UID_IN_TRAIN), ("title_key", DropReason.TITLE_IN_TRAIN),
+            ("content_key", DropReason.DESCRIPTION_IN_TRAIN))]
+        candidates["test"] = np.flatnonzero(test_kept.unique(test_tally, seen))
         _require_records(test_tally, len(candidates["test"]))
 
         limits = {"train": config.train_samples, "val": config.val_samples, "test": config.test_samples}
         written, lengths = {}, {}
         for split in SPLITS:
             kept = test_kept if split == "test" else train_kept
-            chosen = kept.choose(candidates[split], _oversample(limits[split], count_tokens))
+            # With a token limit every candidate may be needed: they are checked in sample order until enough fit.
+            wanted = len(candidates[split]) if count_tokens and config.max_content_tokens else limits[split]
+            chosen = kept.choose(candidates[split], wanted if limits[split] else 0)
             written[split] = _write_split(paths[split], kept, chosen, limits[split],
                                           config.max_content_tokens, count_tokens)
             lengths[split] = {name: _percentiles(kept.keys[name][written[split].indices])
