@@ -359,8 +359,9 @@ def test_parallel_cleaning_matches_serial(tmp_path, offline_config, monkeypatch,
     # Scratch rows and the workers' spool files went to the scratch folder and are gone; the outputs folder
     # holds the outputs only.
     assert not list(scratch.iterdir())
-    assert sorted(p.name for p in (tmp_path / "parallel").iterdir()) == ["summary.json", "test.jsonl", "train.jsonl",
-                                                                          "val.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "parallel").iterdir()) == ["manifest.json", "summary.json", "test.jsonl",
+                                                                          "train.jsonl", "val.jsonl"]
+    assert sorted(p.name for p in tmp_path.glob(".parallel*")) == [".parallel.lock"]  # no build or old folder left
 
 
 def test_preprocess_shows_progress_by_bytes_read(tmp_path, offline_config, capsys):

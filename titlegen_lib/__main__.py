@@ -95,11 +95,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from titlegen_lib.data import DataFileError
     from titlegen_lib.models import ModelNotAvailable
     from titlegen_lib.runner import NotebookFailed
+    from titlegen_lib.storage import WorkFolderBusy
 
     try:
         args.handler(config_from_args(args), args)
-    except (ConfigError, NotebookFailed, DataFileError, ModelNotAvailable, FileNotFoundError) as exc:
+    except (ConfigError, NotebookFailed, DataFileError, ModelNotAvailable, WorkFolderBusy, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a disk that is full or read-only, a folder that cannot be written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}; check the folder's permissions and free space "
+              "(work_dir, output_dir)", file=sys.stderr)
         return 1
     return 0
 

@@ -6,6 +6,7 @@ is counted under a `DropReason`, and every malformed line is reported with its f
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import html
@@ -13,6 +14,9 @@ import json
 import multiprocessing
 import os
 import re
+import secrets
+import shutil
+import tempfile
 import time
 import unicodedata
 import zipfile
@@ -29,7 +33,8 @@ import orjson
 
 from titlegen_lib.config import Config
 from titlegen_lib.prompts import INSTRUCTIONS
-from titlegen_lib.storage import atomic_open, file_identity, read_json, stable_hash, write_json
+from titlegen_lib.storage import (atomic_open, exclusive, file_identity, file_sha256, read_json, remove_leftovers,
+                                  stable_hash, write_json)
 
 RELEASE_ZIP = "LF-Amazon-1.3M.raw.zip"
 SPLITS = ("train", "val", "test")
@@ -174,6 +179,16 @@ def _open_binary(source: InputFile) -> tuple[IO[bytes], list[IO[Any]]]:
     if not source.path.is_file():
         raise DataFileError(f"{source.path} does not exist")
     closers: list[IO[Any]] = []
+    try:
+        return _open_stream(source, closers)
+    except OSError as exc:
+        for handle in closers:
+            handle.close()
+        raise DataFileError(f"{source.path} cannot be read ({exc.strerror or exc}): check that it exists and that "
+                            "you may read it") from None
+
+
+def _open_stream(source: InputFile, closers: list[IO[Any]]) -> tuple[IO[bytes], list[IO[Any]]]:
     if source.member is not None:
         zf = zipfile.ZipFile(source.path)
         if source.member not in zf.namelist():
@@ -929,6 +944,54 @@ def scratch_folder() -> Path:
     return Path(os.environ.get("TITLEGEN_SCRATCH") or tempfile.gettempdir())
 
 
+MANIFEST = "manifest.json"  # written last into a finished data folder: what it holds, and for which settings
+SCRATCH_PREFIX = "titlegen-preprocess-"
+
+
+def prepared_folder_state(out_dir: Path, key: str) -> str | None:
+    """None when `out_dir` is a finished build for `key` whose files are the ones its manifest lists (sizes and
+    sha256); otherwise why it cannot be reused."""
+    manifest_path = out_dir / MANIFEST
+    if not out_dir.is_dir():
+        return "no prepared data yet"
+    if not manifest_path.is_file():
+        return f"{manifest_path} is missing (an unfinished build, or one made before manifests)"
+    try:
+        manifest = read_json(manifest_path)
+        files = manifest["files"]
+    except (ValueError, KeyError, TypeError, OSError):
+        return f"{manifest_path} is damaged"
+    if manifest.get("key") != key:
+        return "the settings or the input files changed"
+    for name, expected in files.items():
+        path = out_dir / name
+        if not path.is_file() or path.stat().st_size != expected.get("bytes"):
+            return f"{path} is missing or not the size its manifest records"
+        if file_sha256(path) != expected.get("sha256"):
+            return f"{path} does not match the sha256 its manifest records"
+    return None
+
+
+def _switch_in(build: Path, target: Path) -> None:
+    """Put a finished build in `target`'s place as a whole: old and new files are never mixed. A kill between
+    the two renames leaves no `target` (rebuilt next time), never a mixed one."""
+    old = build.with_name(build.name.replace(".build-", ".old-"))
+    if target.exists():
+        os.replace(target, old)
+    os.replace(build, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_dead_scratch() -> None:
+    """Scratch folders of preprocess runs that were killed (their process is gone)."""
+    from titlegen_lib.storage import _alive
+
+    for folder in scratch_folder().glob(f"{SCRATCH_PREFIX}*"):
+        pid = folder.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def preprocess_files(
     train_source: InputFile,
     test_source: InputFile,
@@ -941,24 +1004,59 @@ def preprocess_files(
     workers: int | None = None,
     progress: bool = False,
 ) -> PreprocessResult:
-    """Clean the train and test files and write train/val/test JSONL plus summary.json to `out_dir`.
+    """Clean the train and test files and write train/val/test JSONL, summary.json and, last, manifest.json
+    into `out_dir`.
 
-    `count_tokens` (e.g. the model tokenizer's length) enables `config.max_content_tokens`.
-    Finished outputs with the same settings and inputs are reused unless `force`. `extra` is
-    stored in the summary as given (e.g. whether the inputs are synthetic).
+    `count_tokens` (e.g. the model tokenizer's length) enables `config.max_content_tokens`. A finished folder
+    whose manifest matches the settings, the inputs and its own files is reused unless `force`; anything else
+    is rebuilt (saying why) in a private folder that replaces `out_dir` as a whole once complete. One process
+    at a time preprocesses into a folder: a second stops with an error naming the first. `extra` is stored in
+    the summary as given (e.g. whether the inputs are synthetic).
     """
-    import shutil
-    import tempfile
-
     out_dir = Path(out_dir)
     key = preprocess_key(config, train_source, test_source, tokenizer_name if count_tokens else None)
-    paths = {split: out_dir / f"{split}.jsonl" for split in SPLITS}
-    summary_path = out_dir / "summary.json"
-    if not force and summary_path.is_file() and all(p.is_file() for p in paths.values()):
-        summary = read_json(summary_path)
-        if summary.get("key") == key:
-            return PreprocessResult(paths, summary, reused=True)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock = exclusive(out_dir.parent / f".{out_dir.name}.lock", f"preprocessing into {out_dir}")
+        lock.__enter__()
+    except PermissionError as exc:
+        raise DataFileError(f"cannot write in {exc.filename or out_dir.parent} ({exc.strerror}): set work_dir to "
+                            "a folder you can write to") from None
+    try:
+        # Nothing else writes here now: builds and old folders of killed runs are only leftovers.
+        remove_leftovers(out_dir.parent, (f".{out_dir.name}.build-*", f".{out_dir.name}.old-*"))
+        _remove_dead_scratch()
+        why = prepared_folder_state(out_dir, key)
+        if why is None and not force:
+            paths = {split: out_dir / f"{split}.jsonl" for split in SPLITS}
+            return PreprocessResult(paths, read_json(out_dir / "summary.json"), reused=True)
+        if out_dir.exists():
+            print(f"[titlegen] rebuilding {out_dir}: {'asked to (force)' if why is None else why}")
+        build = out_dir.parent / f".{out_dir.name}.build-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            summary = _build(train_source, test_source, config, build, key, count_tokens, tokenizer_name, extra,
+                             workers, progress)
+            _switch_in(build, out_dir)
+        except OSError as exc:
+            shutil.rmtree(build, ignore_errors=True)
+            where = exc.filename or build
+            if exc.errno == errno.ENOSPC:
+                raise DataFileError(f"the disk is full ({where}): free space, or set work_dir (and TITLEGEN_SCRATCH "
+                                    f"for scratch) to a disk with room; {out_dir} was left as it was") from None
+            raise DataFileError(f"cannot write {where} ({exc.strerror}): check that work_dir is writable and has "
+                                f"room; {out_dir} was left as it was") from None
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+    finally:
+        lock.__exit__(None, None, None)
+    return PreprocessResult({split: out_dir / f"{split}.jsonl" for split in SPLITS}, summary)
 
+
+def _build(train_source: InputFile, test_source: InputFile, config: Config, build: Path, key: str,
+           count_tokens: Callable[[str], int] | None, tokenizer_name: str | None, extra: dict[str, Any] | None,
+           workers: int | None, progress: bool) -> dict[str, Any]:
+    """The preprocess itself, into the private folder `build`: splits, summary.json, then manifest.json."""
     started = time.perf_counter()
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     rules = CleanRules.from_config(config)
@@ -966,11 +1064,11 @@ def preprocess_files(
     train_tally, test_tally = Tally(train_source.label), Tally(test_source.label)
     if rules.long_content == "cut":
         train_tally.cut = test_tally.cut = 0
-
-    # Clean the train file, learning the longest content for each title, then the test file (no title
-    # the model was trained on). Kept records wait in scratch files; only their keys stay in memory.
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="titlegen-preprocess-", dir=scratch_folder()))
+    paths = {split: build / f"{split}.jsonl" for split in SPLITS}
+    build.mkdir(parents=True)
+    # Clean the train file, learning the longest content for each title, then the test file (nothing the
+    # model was trained on). Kept records wait in scratch files on the local disk; only keys stay in memory.
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=scratch_folder()))
     train_kept, test_kept = KeptRecords(scratch / "train.kept"), KeptRecords(scratch / "test.kept")
     try:
         _collect(train_job, config.strict, train_tally, workers, train_kept, progress)
@@ -1031,8 +1129,13 @@ def preprocess_files(
                      "language": config.language, "tokenizer": tokenizer_name if count_tokens else None},
         **(extra or {}),
     }
-    write_json(summary_path, summary)
-    return PreprocessResult(paths, summary)
+    write_json(build / "summary.json", summary)
+    files = [*(f"{split}.jsonl" for split in SPLITS), "summary.json"]
+    write_json(build / MANIFEST, {
+        "key": key, "inputs": [{**file_identity(f.path), "member": f.member} for f in (train_source, test_source)],
+        "files": {name: {"bytes": (build / name).stat().st_size, "sha256": file_sha256(build / name)} for name in files},
+    })
+    return summary
 
 
 def prepared_split(config: Config, split: str) -> Path:
@@ -1044,9 +1147,23 @@ def prepared_split(config: Config, split: str) -> Path:
 
 
 def load_split(path: str | Path) -> list[dict[str, str]]:
-    """Read a JSONL split written by `preprocess_files` (small: a sampled split)."""
+    """Read a JSONL split written by `preprocess_files` (small: a sampled split); a damaged one is an error that
+    names the file and line."""
+    rows = []
     with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise DataFileError(f"{path}, line {number}: not a JSON row ({exc}); run the preprocess step "
+                                    "(notebook 01) again") from None
+            if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("uid", "input", "output")):
+                raise DataFileError(f"{path}, line {number}: a row needs the strings uid, input and output; run the "
+                                    "preprocess step (notebook 01) again")
+            rows.append(row)
+    return rows
 
 
 def source_files(config: Config) -> tuple[InputFile, InputFile]:

@@ -22,7 +22,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from titlegen_lib.config import Config
-from titlegen_lib.data import load_split, prepared_split
+from titlegen_lib.data import DataFileError, load_split, prepared_split
 from titlegen_lib.generate import DecodingSettings, generate_descriptions
 from titlegen_lib.models import LoadedModel, load_model
 from titlegen_lib.prompts import PromptTemplate, choose_template, render_prompt, tokenize_example, user_message
@@ -353,7 +353,7 @@ def load_test_sample(config: Config) -> list[dict[str, str]]:
     path = prepared_split(config, "test")
     rows = load_split(path)
     if not rows:
-        raise ValueError(f"{path} has no records: check test_samples and the preprocess summary")
+        raise DataFileError(f"{path} has no records: check test_samples and the preprocess summary")
     return rows
 
 

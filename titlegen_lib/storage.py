@@ -63,3 +63,83 @@ def file_identity(path: str | Path) -> dict[str, Any]:
     """Name, size and modification time: cheap enough for 2 GB inputs, enough to notice a changed file."""
     stat = Path(path).stat()
     return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+# ---------------------------------------------------------------- one writer per folder
+
+class WorkFolderBusy(RuntimeError):
+    """Another process is writing the same folder; the message names it."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: str | Path, what: str) -> Iterator[None]:
+    """Hold `lock_path` (filelock; the OS releases it when a process dies) while `what` runs; a second process
+    stops at once with a one-line error naming the holder, instead of mixing its files with the first's.
+    Where the file system has no locks (some network drives), an exclusive lock file whose holder is checked
+    for being alive stands in."""
+    import socket
+    import time
+
+    from filelock import FileLock, SoftFileLock, Timeout
+
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    holder_path = lock_path.with_name(lock_path.name + ".holder")
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+          "what": what}
+    try:
+        lock = FileLock(str(lock_path))
+        lock.acquire(timeout=0)
+    except Timeout:
+        lock = None
+    except OSError:  # no fcntl locks here
+        lock = SoftFileLock(str(lock_path))
+        holder = _read_holder(holder_path)
+        if holder and holder.get("host") == me["host"] and not _alive(int(holder.get("pid", 0))):
+            lock_path.unlink(missing_ok=True)  # its holder died: the lock file is all that is left of it
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            lock = None
+    if lock is None:
+        holder = _read_holder(holder_path) or {}
+        who = (f"process {holder.get('pid', '?')} on {holder.get('host', '?')} ({holder.get('what', '?')}, since "
+               f"{holder.get('since', '?')})") if holder else "another process"
+        raise WorkFolderBusy(f"{lock_path.parent} is busy: {who} holds {lock_path.name}; wait for it to finish, "
+                             "or stop it, then run this again")
+    try:
+        write_json(holder_path, me)
+        yield
+    finally:
+        holder_path.unlink(missing_ok=True)
+        lock.release()
+
+
+def _read_holder(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def remove_leftovers(folder: str | Path, patterns: tuple[str, ...]) -> list[Path]:
+    """Delete what killed runs left in `folder` (files or folders matching `patterns`); call it while holding
+    the folder's lock, so nothing matched belongs to a running process."""
+    import shutil
+
+    removed = []
+    for pattern in patterns:
+        for path in Path(folder).glob(pattern):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -27,7 +27,7 @@ from titlegen_lib.models import (
     training_precision,
 )
 from titlegen_lib.prompts import PromptTemplate, choose_template, tokenize_example
-from titlegen_lib.storage import file_sha256, read_json, stable_hash, write_json
+from titlegen_lib.storage import exclusive, file_sha256, read_json, remove_leftovers, stable_hash, write_json
 
 log = logging.getLogger("titlegen")
 
@@ -340,7 +340,16 @@ class FineTune:
 
     def run(self) -> TrainResult:
         """trainer.train(), resuming from the last complete checkpoint; an out-of-memory error halves the batch
-        (doubling accumulation), saves that choice beside the checkpoints and resumes."""
+        (doubling accumulation), saves that choice beside the checkpoints and resumes. One process trains a run
+        at a time (a second stops with an error naming the first)."""
+        if not is_main_process():  # under accelerate launch, rank 0 holds the run's lock for all ranks
+            return self._run()
+        with exclusive(self.config.run_dir / ".train.lock", f"training run {self.config.run_name!r}"):
+            # Nothing else writes this run now: temporary files here are what killed runs left.
+            remove_leftovers(self.config.run_dir, (".*.tmp",))
+            return self._run()
+
+    def _run(self) -> TrainResult:
         config, checkpoint_dir, resume_from = self.config, self.checkpoint_dir, self.resume_from
         while True:
             trainer = build_trainer(self.loaded, config, self.splits, self.batch, self.accum, self.progress,
