@@ -286,7 +286,7 @@ def test_comparison_of_all_four_systems_writes_every_output(prepared, fake_model
     lines = [json.loads(line) for line in comparison.paths["predictions"].read_text().splitlines()]
     assert len(lines) == 6 and set(lines[0]) == {"uid", "title", "reference", *evaluate.SYSTEMS}
     assert lines[0]["echo"]["output"] == lines[0]["title"] and "rougeL" in lines[0]["finetuned"]["metrics"]
-    assert set(comparison.figures) == {"metrics", "lengths", "scatter"}
+    assert set(comparison.figures) == {"metrics", "lengths", "length_histogram", "scatter"}
     assert all(path.read_bytes()[:4] == b"\x89PNG" for path in comparison.figures.values())
     assert len(comparison.per_example) == 4 * 6
 

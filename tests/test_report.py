@@ -48,7 +48,7 @@ def test_html_report_has_every_section_and_needs_nothing_from_outside(comparison
     page = path.read_text(encoding="utf-8")
     for section, heading in SECTIONS.items():
         assert f'<h2 id="{section}">{heading}</h2>' in page
-    assert page.count("data:image/png;base64,") == 3  # metrics, lengths, scatter: embedded
+    assert page.count("data:image/png;base64,") == 4  # metrics, lengths, length histogram, scatter: embedded
     assert not re.search(r"""(src|href)=['"]?(https?:|//|[\w./-]+\.(png|css|js))""", page)  # no external assets
     assert "<script" not in page and "&lt;script&gt;" in page  # model output is escaped, never run
     assert page.count("class='example'") == 6  # the whole sample when it is smaller than 20
@@ -102,3 +102,29 @@ def test_figures_are_embedded_so_they_show_without_their_files(tmp_path):
     shown = show_figures({"loss curve": png})
     page = shown.data if hasattr(shown, "data") else str(shown)
     assert uri in page and "loss curve" in page
+
+
+def test_the_report_shows_the_worst_and_best_titles_side_by_side_and_a_length_histogram(comparison):
+    from titlegen_lib.report import best_and_worst
+
+    comparison, config = comparison
+    html = write_report(comparison, config).read_text()
+    best, worst = best_and_worst(comparison.per_example)
+    assert len(best) == len(worst) == 3  # six test titles: three each, none twice
+    frame = comparison.per_example
+    finetuned = frame[frame.system == "finetuned"].set_index("uid").rougeL
+    assert finetuned[best].min() >= finetuned[worst].max()
+    assert "The 3 worst test titles by finetuned ROUGE-L" in html and "The 3 best test titles" in html
+    side = html.split("The 3 worst test titles")[1].split("More examples")[0]
+    for uid in worst + best:
+        row = frame[frame.uid == uid]
+        assert _escaped(row.iloc[0].title) in side and _escaped(row.iloc[0].reference) in side
+        for output in row.output:
+            assert _escaped(output) in side
+    assert comparison.figures["length_histogram"].is_file() and "figure-length_histogram" in html
+
+
+def _escaped(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)

@@ -684,6 +684,7 @@ FIGURE_CAPTIONS = {
     "metrics": "Each metric per system, with 95% bootstrap intervals",
     "lengths": "Length of the outputs and of the reference descriptions",
     "scatter": "ROUGE-L per test title: base (x) against fine-tuned (y)",
+    "length_histogram": "Words per output of each model, against the references' lengths",
 }
 _COLOURS = {"reference": "#7f7f7f", "echo": "#8c564b", "retrieval": "#9467bd", "base": "#1f77b4",
             "finetuned": "#2ca02c"}
@@ -739,6 +740,24 @@ def plot_figures(comparison: Comparison, out: Path) -> dict[str, Path]:
     ax.set_title(FIGURE_CAPTIONS["lengths"], fontsize=10)
     fig.tight_layout()
     figures["lengths"] = _save(fig, out / "lengths.png")
+
+    models = [s for s in MODEL_SYSTEMS if s in set(frame.system)]
+    if models:
+        fig = _new_figure(6.5, 3.4)
+        ax = fig.add_subplot()
+        top = max(int(max(values.max() for values in lengths.values())), 1)
+        bins = np.linspace(0, top, min(40, top) + 1)
+        ax.hist(lengths["reference"], bins=bins, color=_COLOURS["reference"], alpha=0.35, label="references")
+        for system in models:
+            ax.hist(lengths[system], bins=bins, histtype="step", linewidth=1.8, color=_COLOURS.get(system),
+                    label=system)
+        ax.set_xlabel("words per text")
+        ax.set_ylabel("test titles")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        ax.set_title(FIGURE_CAPTIONS["length_histogram"], fontsize=10)
+        fig.tight_layout()
+        figures["length_histogram"] = _save(fig, out / "length_histogram.png")
 
     if {"base", "finetuned"} <= set(frame.system):
         base = frame[frame.system == "base"].set_index("uid").rougeL

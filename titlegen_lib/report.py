@@ -58,7 +58,7 @@ _STYLE = """body{font-family:system-ui,-apple-system,sans-serif;max-width:1150px
 color:#222;line-height:1.4}table{border-collapse:collapse;font-size:13px;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:4px 6px;vertical-align:top;text-align:left}th{background:#f3f3f3}
 .example{border:1px solid #ddd;border-radius:6px;padding:.4em .8em;margin:1em 0}
-.example td.text{width:70%;white-space:pre-wrap}.wide{overflow-x:auto}.wide td{white-space:nowrap}
+.example td.text{width:70%;white-space:pre-wrap}.wide{overflow-x:auto}.wide td{white-space:nowrap}.wide td.side{white-space:pre-wrap;min-width:14em;vertical-align:top}
 .muted{color:#777}.flag{background:#fde2e1;border-radius:3px;padding:0 3px;margin-right:3px;font-size:12px}
 .better{color:#1a7f37}.worse{color:#b42318}img{max-width:100%}figure{margin:1em 0}code{font-size:90%}"""
 
@@ -157,6 +157,34 @@ def _html_examples(comparison: Comparison, config: Config) -> str:
     return "".join(cards)
 
 
+def best_and_worst(per_example: Any, n: int = 5) -> tuple[list[str], list[str]]:
+    """The uids of the `n` best and the `n` worst test titles by the scoring system's ROUGE-L (fewer when the
+    sample is small: each title once)."""
+    system = scoring_system(per_example)
+    ranked = list(per_example[per_example.system == system].sort_values("rougeL", ascending=False, kind="stable").uid)
+    k = min(n, len(ranked) // 2)
+    return ranked[:k], ranked[len(ranked) - k:][::-1]
+
+
+def _html_side_by_side(comparison: Comparison) -> str:
+    """For the worst and the best titles: the title, the reference and every system's output, side by side."""
+    frame = comparison.per_example
+    systems = list(dict.fromkeys(frame.system))
+    best, worst = best_and_worst(frame)
+    head = "".join(f"<th>{_esc(h)}</th>" for h in ["title", "reference", *systems])
+    parts = []
+    for label, uids in (("worst", worst), ("best", best)):
+        rows = []
+        for uid in uids:
+            part = frame[frame.uid == uid].set_index("system")
+            cells = [part.iloc[0].title, part.iloc[0].reference]
+            cells += [f"{part.loc[s, 'output']}\n(ROUGE-L {part.loc[s, 'rougeL']:.3f})" for s in systems]
+            rows.append("<tr>" + "".join(f"<td class='side'>{_esc(c)}</td>" for c in cells) + "</tr>")
+        parts.append(f"<h3>The {len(uids)} {label} test titles by {_esc(scoring_system(frame))} ROUGE-L</h3>"
+                     f"<div class='wide'><table class='sidebyside'><tr>{head}</tr>{''.join(rows)}</table></div>")
+    return "".join(parts)
+
+
 def _html_significance(comparison: Comparison) -> str:
     metrics = comparison.metrics
     if not metrics.get("pairs"):
@@ -215,8 +243,9 @@ def render_html(comparison: Comparison, config: Config) -> str:
         _heading("significance"), _html_significance(comparison),
         _heading("figures"), _html_figures(comparison),
         _heading("examples"),
-        f"<p>The best and worst test titles by {_esc(scoring_system(comparison.per_example))} ROUGE-L, then random "
-        "ones (seeded), with every system's output.</p>",
+        _html_side_by_side(comparison),
+        f"<h3>More examples</h3><p>The best and worst test titles by {_esc(scoring_system(comparison.per_example))} "
+        "ROUGE-L, then random ones (seeded), each with every system's output and its scores.</p>",
         _html_examples(comparison, config),
         _heading("definitions"),
         f"<table><tr><th>metric</th><th>meaning</th><th>better when</th></tr>{definitions}</table>",
