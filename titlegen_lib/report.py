@@ -150,7 +150,7 @@ def _html_examples(comparison: Comparison, config: Config) -> str:
             flags = "".join(f"<span class='flag'>{_esc(f)}</span>" for f in example_flags(row))
             lines.append(f"<tr><th>{_esc(s)}</th><td class='text'>{_esc(row['output'])}</td>"
                          f"<td>ROUGE-L {row['rougeL']:.3f}<br>chrF {row['chrf']:.1f}<br>"
-                         f"semantic {row['semantic']:.3f}<br>{flags}</td></tr>")
+                         + (f"semantic {row['semantic']:.3f}<br>" if "semantic" in row else "") + f"{flags}</td></tr>")
         cards.append(f"<div class='example' id='example-{number}'><h3>{number}. <span class='muted'>{label} "
                      f"by {_esc(scoring_system(frame))} ROUGE-L</span> &middot; {_esc(first.title)}</h3>"
                      f"<table>{''.join(lines)}</table></div>")
