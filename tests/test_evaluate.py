@@ -229,20 +229,33 @@ def test_cache_hits_and_misses(prepared, fake_models):
     (prepared.adapter_dir / "adapter_model.safetensors").write_bytes(b"weights v2")  # retrained: a miss
     assert not run_system(prepared, "finetuned", progress=False).cached
     assert cache_key(prepared, "base") != cache_key(prepared.replace(language="pt"), "base")  # another prompt
-    assert cache_key(prepared, "base") != cache_key(prepared.replace(eval_repetition_guard=True), "base")
+    assert cache_key(prepared, "base") != cache_key(prepared.replace(eval_repetition_guard=False), "base")
 
 
-def test_models_are_compared_without_the_repetition_guard_unless_asked(prepared, fake_models):
-    assert (prepared.repetition_penalty, prepared.no_repeat_ngram_size) != (1.0, 0)  # the demo's guard is on
+def test_models_are_compared_with_the_demos_decoding_unless_asked(prepared, fake_models):
+    assert prepared.eval_repetition_guard  # the default: as the demo decodes
     run_system(prepared, "base", progress=False)
-    plain = fake_models["settings"][-1]
-    assert (plain.repetition_penalty, plain.no_repeat_ngram_size) == (1.0, 0)
-    assert plain.max_new_tokens == prepared.max_new_tokens and plain.temperature == prepared.temperature
-
-    run_system(prepared.replace(eval_repetition_guard=True), "base", progress=False)
     guarded = fake_models["settings"][-1]
     assert (guarded.repetition_penalty, guarded.no_repeat_ngram_size) == (prepared.repetition_penalty,
                                                                           prepared.no_repeat_ngram_size)
+    assert guarded.max_new_tokens == prepared.max_new_tokens and guarded.temperature == prepared.temperature
+
+    run_system(prepared.replace(eval_repetition_guard=False), "base", progress=False)
+    plain = fake_models["settings"][-1]
+    assert (plain.repetition_penalty, plain.no_repeat_ngram_size) == (1.0, 0)
+
+
+def test_the_comparison_also_scores_the_other_decoding(prepared, fake_models):
+    from titlegen_lib.evaluate import run_comparison
+
+    metrics = run_comparison(prepared, progress=False).metrics
+    other = metrics["other_decoding"]
+    assert other["decoding"]["repetition_penalty"] == 1.0 and other["decoding"]["no_repeat_ngram_size"] == 0
+    assert metrics["settings"]["decoding"]["repetition_penalty"] == prepared.repetition_penalty
+    assert set(other["systems"]) == {"base", "finetuned"} and "rougeL" in other["finetuned_minus_base"]
+    guards = {(s.repetition_penalty, s.no_repeat_ngram_size) for s in fake_models["settings"]}
+    assert guards == {(1.0, 0), (prepared.repetition_penalty, prepared.no_repeat_ngram_size)}
+    assert "other_decoding" not in run_comparison(prepared.replace(eval_other_decoding=False), progress=False).metrics
 
 
 def test_echo_and_retrieval_predictions(prepared):
@@ -264,7 +277,7 @@ def test_missing_inputs_name_the_step_to_run(offline_config, prepared):
 
 def test_comparison_of_all_four_systems_writes_every_output(prepared, fake_models):
     comparison = run_comparison(prepared, progress=False)
-    assert fake_models["load"] == ["base", "finetuned"]  # each model loaded once
+    assert fake_models["load"] == ["base", "finetuned"]  # each model loaded once, for both decodings
     metrics = comparison.metrics
     assert metrics["n_examples"] == 6 and list(metrics["systems"]) == list(evaluate.SYSTEMS)
     assert metrics["pairs"] == [["finetuned", "base"], ["finetuned", "retrieval"], ["finetuned", "echo"]]

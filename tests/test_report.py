@@ -128,3 +128,13 @@ def _escaped(text: str) -> str:
     import html
 
     return html.escape(text, quote=True)
+
+
+def test_the_report_states_its_decoding_and_shows_the_other(comparison):
+    comparison, config = comparison
+    html = write_report(comparison, config).read_text()
+    section = html.split("With the other decoding")[1].split("<h2")[0]
+    assert "decode as the demo does: greedy, with the repetition guard" in section
+    assert "decode greedy, without the repetition guard (repetition_penalty 1.0, no_repeat_ngram_size 0)" in section
+    other = comparison.metrics["other_decoding"]["finetuned_minus_base"]["rougeL"]
+    assert f"{other['mean']:+.3f}" in section

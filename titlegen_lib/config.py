@@ -132,9 +132,10 @@ class Config:
     no_repeat_ngram_size: int = setting(4, "the demo's repetition guard: never repeat an n-gram of this size",
                                         "generation")
     # --- evaluation ---
-    eval_repetition_guard: bool = setting(False, "decode the comparison with the repetition guard (off: every "
-                                                 "model decodes greedily, so metrics measure the models)",
-                                          "evaluation")
+    eval_repetition_guard: bool = setting(True, "decode the comparison as the demo does, with the repetition "
+                                                "guard (off: greedy with no guard)", "evaluation")
+    eval_other_decoding: bool = setting(True, "also score base and fine-tuned with the guard switched the other way "
+                                              "(shown in the report)", "evaluation")
     bootstrap_samples: int = setting(1000, "bootstrap resamples for the confidence intervals", "evaluation")
     embedding_model: str = setting("sentence-transformers/all-MiniLM-L6-v2", "sentence embeddings for "
                                    "semantic similarity; empty: no semantic similarity", "evaluation")

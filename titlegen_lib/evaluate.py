@@ -435,6 +435,11 @@ class SystemRun:
     cache_file: Path
 
 
+def cache_file(config: Config, system: str, parts: dict[str, Any] | None = None) -> Path:
+    """Where a system's predictions for this config are cached (`parts`: its cache_key_parts, if known)."""
+    return config.eval_dir / "cache" / f"{system}-{stable_hash(parts or cache_key_parts(config, system))}.json"
+
+
 def run_system(config: Config, system: str, progress: bool = True, loaded: LoadedModel | None = None) -> SystemRun:
     """Predictions for the test sample, read from the cache when the same inputs produced them before.
 
@@ -443,10 +448,10 @@ def run_system(config: Config, system: str, progress: bool = True, loaded: Loade
     if system not in SYSTEMS:
         raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
     parts = cache_key_parts(config, system)
-    cache_file = config.eval_dir / "cache" / f"{system}-{stable_hash(parts)}.json"
-    if cache_file.is_file():
-        data = json.loads(cache_file.read_text(encoding="utf-8"))
-        return SystemRun(system, [Prediction(**p) for p in data["predictions"]], True, cache_file)
+    cached = cache_file(config, system, parts)
+    if cached.is_file():
+        data = json.loads(cached.read_text(encoding="utf-8"))
+        return SystemRun(system, [Prediction(**p) for p in data["predictions"]], True, cached)
     rows = load_test_sample(config)
     if system == "echo":
         predictions = [Prediction(r["uid"], r["input"], r["output"], r["input"]) for r in rows]
@@ -462,8 +467,8 @@ def run_system(config: Config, system: str, progress: bool = True, loaded: Loade
             if loaded is None:
                 del model
                 _free_memory()
-    write_json(cache_file, {"key": parts, "predictions": [asdict(p) for p in predictions]})
-    return SystemRun(system, predictions, False, cache_file)
+    write_json(cached, {"key": parts, "predictions": [asdict(p) for p in predictions]})
+    return SystemRun(system, predictions, False, cached)
 
 
 def _free_memory() -> None:
@@ -607,7 +612,18 @@ def run_comparison(config: Config, systems: Sequence[str] = SYSTEMS, progress: b
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown or not systems:
         raise ValueError(f"systems must be a non-empty subset of {', '.join(SYSTEMS)}; got {list(systems)}")
-    runs = {s: run_system(config, s, progress, loaded if s == "base" else None) for s in systems}
+    other = (config.replace(eval_repetition_guard=not config.eval_repetition_guard)
+             if config.eval_other_decoding and set(MODEL_SYSTEMS) <= set(systems) else None)
+    runs, other_runs = {}, {}
+    for s in systems:
+        if s in MODEL_SYSTEMS:
+            found = model_system_runs([config, *([other] if other else [])], s, progress,
+                                      loaded if s == "base" else None)
+            runs[s] = found[0]
+            if other:
+                other_runs[s] = found[1]
+        else:
+            runs[s] = run_system(config, s, progress)
     per_system = {s: score(run.predictions, [p.reference for p in run.predictions],
                            [p.title for p in run.predictions], config) for s, run in runs.items()}
     metrics: dict[str, Any] = {
@@ -627,6 +643,8 @@ def run_comparison(config: Config, systems: Sequence[str] = SYSTEMS, progress: b
             metrics["systems"][s]["cut_at_max_new_tokens"] = cut_at_budget(run.predictions)
     for a, b in metrics["pairs"]:
         metrics[f"{a}_minus_{b}"] = compare_pair(runs[a], runs[b], per_system[a], per_system[b], config)
+    if other:
+        metrics["other_decoding"] = other_decoding_metrics(other, other_runs)
     metrics = _finite(metrics)
     per_example = pd.DataFrame([
         {"uid": p.uid, "title": p.title, "reference": p.reference, "system": s, "output": p.output,
@@ -635,6 +653,31 @@ def run_comparison(config: Config, systems: Sequence[str] = SYSTEMS, progress: b
     comparison = Comparison(comparison_table(metrics), metrics, per_example)
     write_outputs(comparison, runs, per_system, config)
     return comparison
+
+
+def model_system_runs(configs: Sequence[Config], system: str, progress: bool,
+                      loaded: LoadedModel | None) -> list[SystemRun]:
+    """A model system's predictions under each config (other decodings), loading its model at most once."""
+    if loaded is None and not all(cache_file(c, system).is_file() for c in configs):
+        loaded = load_model(configs[0], configs[0].adapter_dir if system == "finetuned" else None)
+        try:
+            return [run_system(c, system, progress, loaded) for c in configs]
+        finally:
+            del loaded
+            _free_memory()
+    return [run_system(c, system, progress, loaded) for c in configs]
+
+
+def other_decoding_metrics(other: Config, runs: dict[str, SystemRun]) -> dict[str, Any]:
+    """Base and fine-tuned scored with the repetition guard switched the other way, so the report shows both
+    decodings and nobody is misled either way."""
+    rows = {s: score(run.predictions, [p.reference for p in run.predictions], [p.title for p in run.predictions],
+                     other) for s, run in runs.items()}
+    return {"decoding": {**asdict(evaluation_decoding(other)), "max_new_tokens": runs["base"].predictions[0].max_new_tokens},
+            "systems": {s: {m: i._asdict() for m, i in summarize_system(run.predictions, rows[s], other).items()}
+                        for s, run in runs.items()},
+            "finetuned_minus_base": compare_pair(runs["finetuned"], runs["base"], rows["finetuned"], rows["base"],
+                                                 other)}
 
 
 def cut_at_budget(predictions: Sequence[Prediction]) -> int:

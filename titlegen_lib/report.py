@@ -28,6 +28,7 @@ SECTIONS: dict[str, str] = {
     "summary": "Summary",
     "metrics": "Metrics",
     "significance": "Differences between systems",
+    "other_decoding": "With the other decoding",
     "figures": "Figures",
     "examples": "Examples side by side",
     "definitions": "What the metrics mean",
@@ -119,6 +120,38 @@ def summary_lines(comparison: Comparison) -> list[tuple[str, str, str]]:
     diff = metrics[f"{a}_minus_{b}"]
     return [(f"{m} ({a} - {b})", diff[m]["verdict"], format_interval(m, diff[m], signed=True))
             for m in SUMMARY_METRICS if m in diff]
+
+
+def decoding_label(decoding: dict[str, Any]) -> str:
+    guard = decoding.get("repetition_penalty", 1.0) != 1.0 or decoding.get("no_repeat_ngram_size", 0)
+    way = "sampling" if decoding.get("temperature", 0) > 0 else "greedy"
+    return (f"{way}, {'with' if guard else 'without'} the repetition guard (repetition_penalty "
+            f"{decoding.get('repetition_penalty')}, no_repeat_ngram_size {decoding.get('no_repeat_ngram_size')}), "
+            f"max_new_tokens {decoding.get('max_new_tokens')}")
+
+
+def other_decoding_rows(comparison: Comparison) -> list[list[str]]:
+    """[metric, base, fine-tuned, fine-tuned - base, verdict] under the other decoding."""
+    other = comparison.metrics.get("other_decoding")
+    if not other:
+        return []
+    diff, systems = other["finetuned_minus_base"], other["systems"]
+    return [[m, format_interval(m, systems["base"][m]), format_interval(m, systems["finetuned"][m]),
+             format_interval(m, diff[m], signed=True), diff[m]["verdict"]]
+            for m in SUMMARY_METRICS if m in diff and m in systems["base"]]
+
+
+def _html_other_decoding(comparison: Comparison) -> str:
+    rows = other_decoding_rows(comparison)
+    if not rows:
+        return "<p class='muted'>Not computed (eval_other_decoding is off, or base or fine-tuned is missing).</p>"
+    metrics = comparison.metrics
+    body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (f"<p>The tables above decode as the demo does: {_esc(decoding_label(metrics['settings']['decoding']))}. "
+            f"Here the same models decode {_esc(decoding_label(metrics['other_decoding']['decoding']))}: the "
+            "repetition guard repairs loops at decoding time, so with it off the numbers show what training "
+            "itself changed.</p><table><tr><th>metric</th><th>base</th><th>fine-tuned</th>"
+            f"<th>fine-tuned - base [95%]</th><th>verdict</th></tr>{body}</table>")
 
 
 def _settings(comparison: Comparison, config: Config) -> dict[str, Any]:
@@ -241,6 +274,7 @@ def render_html(comparison: Comparison, config: Config) -> str:
         "paired differences; <b>*</b> marks an interval that excludes 0.</p>",
         f"<div class='wide'>{comparison.table.fillna('').to_html(escape=True)}</div>",
         _heading("significance"), _html_significance(comparison),
+        _heading("other_decoding"), _html_other_decoding(comparison),
         _heading("figures"), _html_figures(comparison),
         _heading("examples"),
         _html_side_by_side(comparison),
@@ -284,6 +318,13 @@ def render_markdown(comparison: Comparison, config: Config) -> str:
         out += [f"### {a} minus {b}", "", markdown_table(
             ["metric", "difference [95% interval]", "verdict"],
             [[m, format_interval(m, d, signed=True), d["verdict"]] for m, d in diff.items()]), ""]
+    out += [f'<a id="other_decoding"></a>\n## {SECTIONS["other_decoding"]}', ""]
+    if rows := other_decoding_rows(comparison):
+        out += [f"Decoded {decoding_label(metrics['settings']['decoding'])} above; here "
+                f"{decoding_label(metrics['other_decoding']['decoding'])}.", "",
+                markdown_table(["metric", "base", "fine-tuned", "fine-tuned - base [95%]", "verdict"], rows), ""]
+    else:
+        out += ["Not computed.", ""]
     out += [f'<a id="figures"></a>\n## {SECTIONS["figures"]}', ""]
     out += [f"![{FIGURE_CAPTIONS.get(name, name)}]({Path(path).name})" for name, path in comparison.figures.items()]
     out += ["", f'<a id="examples"></a>\n## {SECTIONS["examples"]}', ""]
