@@ -50,6 +50,8 @@ LEVERS: dict[str, dict[str, Any]] = {
     "offline_cut_es": {"long_content": "cut", "max_steps": -1, "num_train_epochs": 4, "early_stopping_patience": 2,
                        "eval_steps": 10, "save_steps": 10},
     # Evaluation-only: the adapter of the lever named in "adapter_of", other decoding.
+    "offline_guard": {"adapter_of": "baseline", "eval_repetition_guard": True},
+    "offline_cut_guard": {"adapter_of": "offline_cut", "eval_repetition_guard": True},
     "guard": {"adapter_of": "cut_long", "eval_repetition_guard": True},
     "sampling": {"adapter_of": "cut_long", "temperature": 0.7},
     "fixed_160": {"adapter_of": "cut_long", "max_new_tokens": 160},
@@ -161,8 +163,9 @@ def main() -> None:
         return
     import yaml
 
+    # Each lever says its decoding: greedy without the repetition guard unless it asks for the guard or sampling.
     base = {"preset": args.preset, "train_samples": 0, "val_samples": 0, "test_samples": 0, "val_fraction": 0.1,
-            "bootstrap_samples": 1000, **{k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.param)}}
+            "bootstrap_samples": 1000, "eval_repetition_guard": False, "eval_other_decoding": False, **{k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.param)}}
     raw = None
     if args.data:
         raw = write_fold(args.data, args.fold, args.folds, args.work / f"fold{args.fold}")
