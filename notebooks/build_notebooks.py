@@ -44,7 +44,7 @@ if "COLAB_RELEASE_TAG" in os.environ or "google.colab" in sys.modules:
         for source in [project_source] if project_source else [on_drive, on_drive + ".zip", "{REPO_URL}"]:
             if os.path.isfile(f"{{source}}/titlegen_lib/__init__.py"):  # a folder
                 shutil.copytree(source, f"{{COLAB}}/titlegen",
-                                ignore=shutil.ignore_patterns("work", "outputs", ".git", ".venv", "pip-cache"))
+                                ignore=shutil.ignore_patterns("work", "outputs", ".git", ".venv", "wheels"))
             elif source.endswith(".zip") and os.path.isfile(source):  # GitHub's zip holds one top folder
                 unpacked = tempfile.mkdtemp()
                 zipfile.ZipFile(source).extractall(unpacked)

@@ -3,6 +3,7 @@ carried from notebook to notebook on Drive."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,15 +22,22 @@ def write_requirements(folder: Path) -> Path:
 
 
 class FakePip:
-    """Records pip commands and the constraints file each one had; installs nothing."""
+    """Records pip commands and the constraints file each install had; installs nothing but what `changes` says,
+    and `pip wheel` writes one empty file per requirement."""
 
     def __init__(self, installed: dict[str, str], changes: dict[str, str] | None = None):
         self.installed, self.changes, self.calls = installed, changes or {}, []
 
     def __call__(self, command, check=False):
-        constraints = Path(command[command.index("-c") + 1]).read_text()
+        verb = command[3]
+        constraints = Path(command[command.index("-c") + 1]).read_text() if "-c" in command else None
         self.calls.append((command, constraints))
-        self.installed.update(self.changes)
+        if verb == "wheel":
+            folder = Path(command[command.index("-w") + 1])
+            for requirement in command[command.index("-w") + 2:]:
+                (folder / (requirement.replace("==", "-") + "-py3-none-any.whl")).write_bytes(b"")
+        else:
+            self.installed.update(self.changes)
         return subprocess.CompletedProcess(command, 0)
 
 
@@ -38,19 +46,41 @@ def versions(monkeypatch):
     installed = {"torch": "2.9.0+cu126", "torchvision": "0.24.0+cu126", "numpy": "2.0.2",
                  "transformers": "4.57.1", "trl": "1.15.0", "pandas": "2.2.2"}
     monkeypatch.setattr(colab, "installed_version", lambda name: installed.get(name))
+    monkeypatch.setattr(colab, "installed_versions", lambda: dict(installed))
     return installed
 
 
 def test_only_what_is_missing_is_installed_and_colabs_stack_is_a_constraint(tmp_path, versions):
     pip = FakePip(versions)
-    report = colab.install_requirements(write_requirements(tmp_path), gpu=True, cache_dir=tmp_path / "cache", run=pip)
+    report = colab.install_requirements(write_requirements(tmp_path), gpu=True, run=pip)
     (plain, plain_constraints), (no_deps, _) = pip.calls
-    assert plain[plain.index("-c") + 2:] == ["--cache-dir", str(tmp_path / "cache"), "transformers==5.17.0",
-                                           "tyro==1.0.17"]  # trl and pandas are already there
+    assert plain[plain.index("-c") + 2:] == ["transformers==5.17.0", "tyro==1.0.17"]  # trl and pandas are there
     assert "--no-deps" in no_deps and no_deps[-2:] == ["unsloth==2026.10.9", "bitsandbytes==0.50.2"]
     assert plain_constraints.splitlines() == ["torch==2.9.0+cu126", "torchvision==0.24.0+cu126", "numpy==2.0.2"]
     assert report.installed == ["bitsandbytes", "transformers", "tyro", "unsloth"]
     assert report.skipped == ["pandas", "trl"]
+
+
+def test_the_next_runtime_installs_from_the_saved_wheels_without_an_index(tmp_path, versions):
+    requirements = write_requirements(tmp_path)
+    wheels = colab.wheelhouse_for(tmp_path / "drive" / "wheels", requirements, gpu=False)
+    original = dict(versions)
+    first = FakePip(versions, changes={"transformers": "5.17.0", "tokenizers": "0.23.3"})
+    report = colab.install_requirements(requirements, gpu=False, wheelhouse=wheels, run=first)
+    assert report.source == "PyPI" and first.calls[-1][0][3] == "wheel"
+    assert json.loads((wheels / "complete.json").read_text()) == {"tokenizers": "0.23.3", "transformers": "5.17.0"}
+    # A fresh runtime: the same missing packages, and the folder on Drive.
+    versions.clear()
+    versions.update(original)
+    second = FakePip(versions, changes={"transformers": "5.17.0", "tokenizers": "0.23.3"})
+    report = colab.install_requirements(requirements, gpu=False, wheelhouse=wheels, run=second)
+    (command, _), = second.calls
+    assert command[3] == "install" and "--no-index" in command and "--no-deps" in command
+    assert sorted(Path(c).name for c in command if c.endswith(".whl")) == [
+        "tokenizers-0.23.3-py3-none-any.whl", "transformers-5.17.0-py3-none-any.whl"]
+    assert "wheel folder" in report.source and versions["transformers"] == "5.17.0"
+    # Other pins (or another Colab torch) get another folder.
+    assert colab.wheelhouse_for(tmp_path / "drive" / "wheels", requirements, gpu=True) != wheels
 
 
 def test_without_a_gpu_the_gpu_stack_is_left_out(tmp_path, versions):

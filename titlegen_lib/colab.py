@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -85,25 +86,45 @@ def is_satisfied(requirement: str) -> bool:
 @dataclass
 class InstallReport:
     """What the install did: packages installed, skipped (already at the pinned version), the seconds it took,
-    and whether the running Python must be restarted to see them."""
+    where the wheels came from, and whether the running Python must be restarted to see them."""
 
     installed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     restart_needed: list[str] = field(default_factory=list)  # packages this Python had imported before
+    source: str = "PyPI"
 
     def __str__(self) -> str:
         if not self.installed:
             return f"all {len(self.skipped)} pinned packages already installed"
-        return (f"installed {len(self.installed)} package(s) in {self.seconds:.0f} s "
+        return (f"installed {len(self.installed)} package(s) from {self.source} in {self.seconds:.0f} s "
                 f"({', '.join(self.installed)}); {len(self.skipped)} already at the pinned version")
 
 
-def install_requirements(requirements: Path, gpu: bool, cache_dir: Path | None = None,
+def installed_versions() -> dict[str, str]:
+    from importlib.metadata import distributions
+
+    return {_name(d.metadata["Name"]): d.version for d in distributions() if d.metadata["Name"]}
+
+
+def wheelhouse_for(root: Path, requirements: Path, gpu: bool) -> Path:
+    """The wheel folder for these requirements on this Python and this runtime's torch and numpy: a new Colab
+    image (other torch) or other pins get another folder."""
+    import hashlib
+
+    text = "".join(path.read_text(encoding="utf-8") for path in sorted(requirements.parent.glob("requirements*.txt")))
+    kept = "".join(f"{name}={installed_version(name)};" for name in PROTECTED)
+    key = hashlib.sha256(f"{text}|{sys.version_info[:2]}|{gpu}|{kept}".encode()).hexdigest()[:12]
+    return root / f"py{sys.version_info[0]}{sys.version_info[1]}-{key}"
+
+
+def install_requirements(requirements: Path, gpu: bool, wheelhouse: Path | None = None,
                          run: callable = subprocess.run) -> InstallReport:  # type: ignore[valid-type]
     """pip install what `requirements` pins and this Python lacks, with Colab's torch, torchvision, torchaudio
-    and numpy as constraints (never replaced), the GPU stack with --no-deps (and only with a GPU); `cache_dir`
-    keeps downloaded wheels (on Drive: later runtimes need not download them again)."""
+    and numpy as constraints (never replaced), the GPU stack with --no-deps (and only with a GPU).
+
+    `wheelhouse` (a folder on Drive): the first runtime saves the wheels of every package its install changed
+    there; later runtimes install exactly those from it, with no index and no dependency resolution."""
     started = time.perf_counter()
     wanted = {name: line for name, line in read_requirements(requirements).items() if gpu or name not in GPU_ONLY}
     report = InstallReport(skipped=sorted(n for n, line in wanted.items() if is_satisfied(line)))
@@ -112,26 +133,54 @@ def install_requirements(requirements: Path, gpu: bool, cache_dir: Path | None =
         return report
     report.restart_needed = sorted(n for n in missing if IMPORT_NAMES.get(n, n.replace("-", "_")) in sys.modules)
     kept = {name: have for name in PROTECTED if (have := installed_version(name))}
-    with tempfile.TemporaryDirectory(prefix="titlegen-pip-") as folder:
-        constraints = Path(folder) / "constraints.txt"
-        constraints.write_text("".join(f"{name}=={have}\n" for name, have in kept.items()))
-        base = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", str(constraints)]
-        if cache_dir is not None:
-            base += ["--cache-dir", str(cache_dir)]
-        for no_deps, lines in ((False, [l for n, l in missing.items() if n not in NO_DEPS]),
-                               (True, [l for n, l in missing.items() if n in NO_DEPS])):
-            if lines:
-                done = run([*base, *(["--no-deps"] if no_deps else []), *lines], check=False)
-                if done.returncode != 0:
-                    raise RuntimeError(f"pip could not install {', '.join(lines)} (exit code {done.returncode}); "
-                                       "the output above says why")
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    saved = sorted(wheelhouse.glob("*.whl")) if wheelhouse and (wheelhouse / "complete.json").is_file() else []
+    if saved and run([*pip[:3], "install", *pip[3:], "--no-index", "--no-deps", *map(str, saved)],
+                     check=False).returncode == 0 and all(is_satisfied(line) for line in missing.values()):
+        report.source = f"the wheel folder {wheelhouse}"
+    else:
+        before = installed_versions()
+        with tempfile.TemporaryDirectory(prefix="titlegen-pip-") as folder:
+            constraints = Path(folder) / "constraints.txt"
+            constraints.write_text("".join(f"{name}=={have}\n" for name, have in kept.items()))
+            for no_deps, lines in ((False, [l for n, l in missing.items() if n not in NO_DEPS]),
+                                   (True, [l for n, l in missing.items() if n in NO_DEPS])):
+                if lines:
+                    done = run([*pip[:3], "install", *pip[3:], "-c", str(constraints),
+                                *(["--no-deps"] if no_deps else []), *lines], check=False)
+                    if done.returncode != 0:
+                        raise RuntimeError(f"pip could not install {', '.join(lines)} (exit code {done.returncode}); "
+                                           "the output above says why")
+        if wheelhouse is not None:
+            _save_wheels(wheelhouse, {n: v for n, v in installed_versions().items() if before.get(n) != v}, pip, run)
     changed = [name for name, have in kept.items() if installed_version(name) != have]
-    if changed:  # a constraint makes this impossible; checked because it would break the runtime silently
+    if changed:  # constraints make this impossible; checked because it would break the runtime silently
         raise RuntimeError(f"the install replaced Colab's {', '.join(changed)}: Runtime > Disconnect and delete "
                            "runtime, then start again")
     report.installed = sorted(missing)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _save_wheels(wheelhouse: Path, changed: dict[str, str], pip: list[str], run: callable) -> None:  # type: ignore[valid-type]
+    """Wheels of the packages an install changed, into `wheelhouse` (whole or not at all); a failure here only
+    means the next runtime installs from PyPI again."""
+    import shutil
+
+    partial = wheelhouse.with_name(wheelhouse.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        partial.mkdir(parents=True)
+        done = run([*pip[:3], "wheel", *pip[3:], "--no-deps", "-w", str(partial),
+                    *(f"{name}=={version}" for name, version in sorted(changed.items()))], check=False)
+        if done.returncode != 0:
+            raise OSError(f"pip wheel exit code {done.returncode}")
+        (partial / "complete.json").write_text(json.dumps(changed, indent=1, sort_keys=True))
+        shutil.rmtree(wheelhouse, ignore_errors=True)
+        partial.rename(wheelhouse)
+    except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        print(f"[titlegen] the wheels were not saved to {wheelhouse} ({exc}); the next runtime installs from PyPI")
 
 
 class RestartNeeded(SystemExit):
@@ -207,8 +256,8 @@ def setup_environment(install: bool = True, loads_models: bool = True) -> Enviro
         mount_drive()
         drive = DRIVE_FOLDER
         if install:
-            cache = DRIVE_FOLDER / "pip-cache"
-            report = install_requirements(PROJECT_ROOT / COLAB_REQUIREMENTS, gpu, cache)
+            requirements = PROJECT_ROOT / COLAB_REQUIREMENTS
+            report = install_requirements(requirements, gpu, wheelhouse_for(DRIVE_FOLDER / "wheels", requirements, gpu))
             installed = str(report)
             if report.restart_needed:
                 _show_alert(restart_message(report))
