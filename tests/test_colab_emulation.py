@@ -28,7 +28,7 @@ RUN = "colab-run"
 SMALL = "max_steps: 8\ntrain_samples: 160\nval_samples: 16\ntest_samples: 8\nbootstrap_samples: 100\n" \
         "max_new_tokens: 48\neval_steps: 4\nsave_steps: 4\nlogging_steps: 2\n"
 IGNORED = shutil.ignore_patterns(".git", ".venv", "outputs", "__pycache__", "*.egg-info", ".pytest_cache", ".whl",
-                                 ".gpu", ".gl")
+                                 ".gpu", ".gl", "kernel-ipc-*")
 
 
 def upload_project(drive: Path) -> Path:

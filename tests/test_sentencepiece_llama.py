@@ -4,7 +4,6 @@ on a tiny random Llama. The plain prompt, one BOS, one trained EOS, pad apart fr
 from __future__ import annotations
 
 import pytest
-import torch
 
 from titlegen_lib import Config
 from titlegen_lib.generate import DecodingSettings, generate_batch

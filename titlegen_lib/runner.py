@@ -8,10 +8,8 @@ resolved Config, and stops at the first failing notebook with the cell and the e
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -176,6 +174,11 @@ def kernel_manager_class() -> type:
 
     class LocalKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        def _ip_default(self) -> str:  # the sockets go to a private temporary folder, not the working directory
+            import tempfile
+
+            return os.path.join(tempfile.mkdtemp(prefix="titlegen-kernel-"), "ipc")
 
     return LocalKernelManager
 
