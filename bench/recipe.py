@@ -153,6 +153,8 @@ def main() -> None:
     parser.add_argument("--tag", default="study", help="results go to outputs/bench/recipe-<tag>.json")
     parser.add_argument("--work", type=Path, default=Path("/tmp/titlegen-recipe"))
     parser.add_argument("--table", action="store_true", help="only print the table of the results file")
+    parser.add_argument("--fold-only", action="store_true",
+                        help="only write the fold's trn.json and tst.json into <work>/fold<N> (for raw_dir)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for every lever (model_name, embedding_model, ...)")
     args = parser.parse_args()
@@ -169,6 +171,9 @@ def main() -> None:
     raw = None
     if args.data:
         raw = write_fold(args.data, args.fold, args.folds, args.work / f"fold{args.fold}")
+        if args.fold_only:
+            print(f"wrote {raw / 'trn.json'} and {raw / 'tst.json'}")
+            return
     elif args.synthetic:
         base.update(synthetic_train_records=args.synthetic, synthetic_test_records=max(60, args.synthetic // 5),
                     test_samples=60)

@@ -262,14 +262,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "backend": "cpu",
         "load_in_4bit": False,
         "max_seq_length": 256,
-        "max_content_chars": 500,
-        "long_content": "cut",  # real descriptions run longer than 500: cut at a sentence end, not dropped
+        "max_content_chars": 400,
+        "long_content": "cut",  # real descriptions run longer: cut at a sentence end, not dropped
         "synthetic_train_records": 1500,
         "synthetic_test_records": 300,
         "train_samples": 600,
         "val_samples": 40,
         "test_samples": 24,
-        "max_steps": 60,
+        "max_steps": 40,
         "per_device_train_batch_size": 8,
         "learning_rate": 1e-3,
         "lora_r": 16,
