@@ -103,6 +103,7 @@ class Config:
     lr_scheduler_type: str = setting("cosine", "learning-rate schedule (transformers' names)", "trainer")
     warmup_steps: float = setting(0.03, "warm-up steps; a number below 1 is a share of all steps", "trainer")
     weight_decay: float = setting(0.0, "AdamW weight decay", "trainer")
+    max_grad_norm: float = setting(1.0, "clip the gradient norm to this (0: no clipping)", "trainer")
     logging_steps: int = setting(10, "log the train loss every N steps", "trainer_log")
     eval_steps: int = setting(100, "validation loss every N steps", "trainer_log")
     save_steps: int = setting(100, "checkpoint every N steps", "trainer_log")
