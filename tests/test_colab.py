@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from titlegen_lib import colab
+from titlegen_lib import Config, colab
 from titlegen_lib.runner import notebook_config, run_settings_path
 
 
@@ -139,7 +139,9 @@ def test_a_changed_setting_is_printed_with_the_notebooks_to_rerun(tmp_path, caps
     config = notebook_config("", notebook="03_finetune", run_name="r1", work_dir=work, max_content_chars=800,
                              learning_rate=5e-4)
     out = capsys.readouterr().out
-    assert "max_content_chars: 500 -> 800" in out and "learning_rate: 0.001 -> 0.0005" in out
+    preset = Config.from_dict(preset="offline")
+    assert f"max_content_chars: {preset.max_content_chars} -> 800" in out
+    assert f"learning_rate: {preset.learning_rate} -> 0.0005" in out
     assert "rerun 01_preprocess, 02_baseline" in out  # data changed: the earlier notebooks' work is stale
     # The change is saved: the next notebook gets it without typing it.
     assert notebook_config("", notebook="04_compare", run_name="r1", work_dir=work).max_content_chars == 800
