@@ -92,7 +92,7 @@ def test_entities_are_unescaped_before_any_filtering():
 
 # ---------------------------------------------------------------- clean_record
 
-RULES = CleanRules(min_title_chars=3, min_content_chars=40, max_content_chars=300)
+RULES = CleanRules(min_title_chars=3, min_content_chars=40, max_content_chars=300, long_content="drop")
 
 
 @pytest.mark.parametrize(("title", "content", "reason"), [
@@ -442,7 +442,7 @@ def _full_decision(title: str, content: str, rules: CleanRules) -> str:
 
 
 def test_a_very_long_content_is_judged_on_its_start_as_on_the_whole():
-    rules = CleanRules(min_title_chars=3, min_content_chars=40, max_content_chars=200)
+    rules = CleanRules(min_title_chars=3, min_content_chars=40, max_content_chars=200, long_content="drop")
     head = rules.max_content_chars + 2 * 1000  # past this, clean_record may judge by the start
     pieces = ["Word ", "more words. ", "Next.Glued ", "&amp;", "&#8217;", "&amp;#8217;", "<b>", "</p>",
               "<div " + "x" * 290 + ">", " " * 400, "\t\n", "\x07", " -- This text refers to the Paperback edition.",
@@ -588,3 +588,27 @@ def test_a_token_limit_with_sampling_writes_the_requested_number_and_labels_only
     assert summary["not_sampled"]["train"] == 300 - 80 - too_long  # only the checked ones are called too long
     assert 80 + too_long < 300  # it stopped checking once 80 fitted
     assert all(len(r["output"].split()) <= 20 for r in load_split(result.paths["train"]))
+
+
+def test_a_very_long_content_is_cut_from_its_start_as_from_the_whole():
+    """long_content="cut" on contents past max + 2 * margin: cleaning only their start gives the cut that
+    cleaning the whole would give."""
+    from titlegen_lib.data import cut_at_sentence
+
+    rules = CleanRules(min_title_chars=3, min_content_chars=40, max_content_chars=200, long_content="cut")
+    pieces = ["Word ", "more words. ", "Next.Glued ", "&amp;", "&#8217;", "<b>", "</p>", "<div " + "x" * 290 + ">",
+              " " * 400, "\t\n", " -- This text refers to the Paperback edition.", "<!-- note -->", "Stop! ", "Why? "]
+    rng = random.Random(2)
+    cut_on_start = 0
+    for _ in range(300):
+        weights = [rng.random() for _ in pieces]
+        content = "".join(rng.choices(pieces, weights, k=rng.randrange(600, 2500)))
+        decision = clean_record(RawRecord("B1", "Acme Kettle", content), rules)
+        whole = clean_text(content)
+        expected = cut_at_sentence(whole, rules.max_content_chars) if len(whole) > rules.max_content_chars else whole
+        if expected is None or len(expected) < rules.min_content_chars:
+            assert decision in (DropReason.LONG_CONTENT, DropReason.SHORT_CONTENT), content[:200]
+        elif not isinstance(decision, DropReason):
+            assert decision.content == expected, content[:200]
+            cut_on_start += len(content) > rules.max_content_chars + 5000 and decision.cut
+    assert cut_on_start > 50

@@ -67,8 +67,8 @@ class Config:
     min_title_chars: int = setting(3, "drop records whose cleaned title is shorter", "data")
     min_content_chars: int = setting(40, "drop records whose cleaned description is shorter", "data")
     max_content_chars: int = setting(2000, "drop records whose cleaned description is longer", "data")
-    long_content: LongContent = setting("drop", "a description over max_content_chars: drop the record, or cut it at "
-                                                "its last sentence end within the limit", "data")
+    long_content: LongContent = setting("cut", "a description over max_content_chars: cut it at its last sentence "
+                                               "end within the limit, or drop the record", "data")
     max_content_tokens: int = setting(0, "drop descriptions longer than this many tokens; 0: no limit", "data")
     dedup_titles: bool = setting(True, "keep one record per title (the longest description)", "data")
     strict: bool = setting(False, "stop at the first malformed line instead of counting and skipping it", "data")
@@ -264,7 +264,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "load_in_4bit": False,
         "max_seq_length": 256,
         "max_content_chars": 400,
-        "long_content": "cut",  # real descriptions run longer: cut at a sentence end, not dropped
         "synthetic_train_records": 1500,
         "synthetic_test_records": 300,
         "train_samples": 600,

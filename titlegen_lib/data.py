@@ -426,7 +426,7 @@ class CleanRules:
     min_title_chars: int = 3
     min_content_chars: int = 40
     max_content_chars: int = 2000
-    long_content: str = "drop"
+    long_content: str = "cut"
 
     @classmethod
     def from_config(cls, config: Config) -> "CleanRules":
