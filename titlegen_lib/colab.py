@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any, Callable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 COLAB_ROOT = Path(os.environ.get("TITLEGEN_COLAB_ROOT", "/content"))  # Colab's local disk (tests emulate it)
@@ -119,7 +120,7 @@ def wheelhouse_for(root: Path, requirements: Path, gpu: bool) -> Path:
 
 
 def install_requirements(requirements: Path, gpu: bool, wheelhouse: Path | None = None,
-                         run: callable = subprocess.run) -> InstallReport:  # type: ignore[valid-type]
+                         run: Callable[..., Any] = subprocess.run) -> InstallReport:
     """pip install what `requirements` pins and this Python lacks, with Colab's torch, torchvision, torchaudio
     and numpy as constraints (never replaced), the GPU stack with --no-deps (and only with a GPU).
 
@@ -162,7 +163,7 @@ def install_requirements(requirements: Path, gpu: bool, wheelhouse: Path | None 
     return report
 
 
-def _save_wheels(wheelhouse: Path, changed: dict[str, str], pip: list[str], run: callable) -> None:  # type: ignore[valid-type]
+def _save_wheels(wheelhouse: Path, changed: dict[str, str], pip: list[str], run: Callable[..., Any]) -> None:
     """Wheels of the packages an install changed, into `wheelhouse` (whole or not at all); a failure here only
     means the next runtime installs from PyPI again."""
     import shutil

@@ -1015,42 +1015,45 @@ def preprocess_files(
     """
     out_dir = Path(out_dir)
     key = preprocess_key(config, train_source, test_source, tokenizer_name if count_tokens else None)
+    paths = {split: out_dir / f"{split}.jsonl" for split in SPLITS}
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        lock = exclusive(out_dir.parent / f".{out_dir.name}.lock", f"preprocessing into {out_dir}")
-        lock.__enter__()
+        with exclusive(out_dir.parent / f".{out_dir.name}.lock", f"preprocessing into {out_dir}"):
+            # Nothing else writes here now: builds and old folders of killed runs are only leftovers.
+            remove_leftovers(out_dir.parent, (f".{out_dir.name}.build-*", f".{out_dir.name}.old-*"))
+            _remove_dead_scratch()
+            why = prepared_folder_state(out_dir, key)
+            if why is None and not force:
+                return PreprocessResult(paths, read_json(out_dir / "summary.json"), reused=True)
+            if out_dir.exists():
+                print(f"[titlegen] rebuilding {out_dir}: {'asked to (force)' if why is None else why}")
+            summary = _build_and_switch_in(out_dir, lambda build: _build(
+                train_source, test_source, config, build, key, count_tokens, tokenizer_name, extra, workers, progress))
     except PermissionError as exc:
         raise DataFileError(f"cannot write in {exc.filename or out_dir.parent} ({exc.strerror}): set work_dir to "
                             "a folder you can write to") from None
+    return PreprocessResult(paths, summary)
+
+
+def _build_and_switch_in(out_dir: Path, build_into: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Run `build_into` on a private folder and switch it in whole; on any failure the private folder goes and
+    `out_dir` stays as it was (a full disk or an unwritable folder is one error that says so)."""
+    build = out_dir.parent / f".{out_dir.name}.build-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        # Nothing else writes here now: builds and old folders of killed runs are only leftovers.
-        remove_leftovers(out_dir.parent, (f".{out_dir.name}.build-*", f".{out_dir.name}.old-*"))
-        _remove_dead_scratch()
-        why = prepared_folder_state(out_dir, key)
-        if why is None and not force:
-            paths = {split: out_dir / f"{split}.jsonl" for split in SPLITS}
-            return PreprocessResult(paths, read_json(out_dir / "summary.json"), reused=True)
-        if out_dir.exists():
-            print(f"[titlegen] rebuilding {out_dir}: {'asked to (force)' if why is None else why}")
-        build = out_dir.parent / f".{out_dir.name}.build-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            summary = _build(train_source, test_source, config, build, key, count_tokens, tokenizer_name, extra,
-                             workers, progress)
-            _switch_in(build, out_dir)
-        except OSError as exc:
-            shutil.rmtree(build, ignore_errors=True)
-            where = exc.filename or build
-            if exc.errno == errno.ENOSPC:
-                raise DataFileError(f"the disk is full ({where}): free space, or set work_dir (and TITLEGEN_SCRATCH "
-                                    f"for scratch) to a disk with room; {out_dir} was left as it was") from None
-            raise DataFileError(f"cannot write {where} ({exc.strerror}): check that work_dir is writable and has "
-                                f"room; {out_dir} was left as it was") from None
-        except BaseException:
-            shutil.rmtree(build, ignore_errors=True)
-            raise
-    finally:
-        lock.__exit__(None, None, None)
-    return PreprocessResult({split: out_dir / f"{split}.jsonl" for split in SPLITS}, summary)
+        summary = build_into(build)
+        _switch_in(build, out_dir)
+        return summary
+    except OSError as exc:
+        shutil.rmtree(build, ignore_errors=True)
+        where = exc.filename or build
+        if exc.errno == errno.ENOSPC:
+            raise DataFileError(f"the disk is full ({where}): free space, or set work_dir (and TITLEGEN_SCRATCH for "
+                                f"scratch) to a disk with room; {out_dir} was left as it was") from None
+        raise DataFileError(f"cannot write {where} ({exc.strerror}): check that work_dir is writable and has "
+                            f"room; {out_dir} was left as it was") from None
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
 
 
 def _build(train_source: InputFile, test_source: InputFile, config: Config, build: Path, key: str,
