@@ -30,7 +30,7 @@ from titlegen_lib.storage import atomic_open, file_sha256, stable_hash, write_js
 
 SYSTEMS = ("echo", "retrieval", "base", "finetuned")
 MODEL_SYSTEMS = ("base", "finetuned")
-CACHE_VERSION = 3  # bump when a system's predictions or the cache file change meaning
+CACHE_VERSION = 4  # bump when a system's predictions or the cache file change meaning
 CONFIDENCE = 0.95
 
 # Table order. BLEU, chrF and perplexity are corpus-level (pooled statistics); the rest are means of

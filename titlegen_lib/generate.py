@@ -31,15 +31,28 @@ class DecodingSettings:
                   "no_repeat_ngram_size": config.no_repeat_ngram_size}
         return cls(**{**values, **changes})
 
-    def generate_kwargs(self) -> dict[str, Any]:
+    def generate_kwargs(self, prompt_length: int) -> dict[str, Any]:
+        """`model.generate`'s arguments for prompts padded to `prompt_length` tokens."""
         kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens,
-                                  "repetition_penalty": self.repetition_penalty,
-                                  "no_repeat_ngram_size": self.no_repeat_ngram_size}
+                                  "no_repeat_ngram_size": self.no_repeat_ngram_size,
+                                  "logits_processor": repetition_penalty(self.repetition_penalty, prompt_length)}
         if self.temperature > 0:
             kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
+
+
+def repetition_penalty(penalty: float, prompt_length: int) -> Any:
+    """The repetition penalty on the generated tokens only. transformers' `repetition_penalty` argument also
+    penalises every prompt token, and a chat prompt holds the EOS token (`<|im_end|>` ends each turn): the
+    model is then pushed away from stopping (on real records EOS fell from 100% to 42% of outputs)."""
+    from transformers import LogitsProcessorList
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    if penalty == 1.0:
+        return LogitsProcessorList()
+    return LogitsProcessorList([RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=prompt_length)])
 
 
 MAX_NEW_TOKENS_CAP = 512  # "auto" never asks for more (a T4 generates 64 titles at once)
@@ -91,7 +104,7 @@ def generate_batch(loaded: LoadedModel, titles: Sequence[str], settings: Decodin
     finally:
         tokenizer.padding_side = old_side
     with torch.inference_mode():
-        output = loaded.model.generate(**encoded, **settings.generate_kwargs(),
+        output = loaded.model.generate(**encoded, **settings.generate_kwargs(encoded["input_ids"].shape[1]),
                                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     new = output[:, encoded["input_ids"].shape[1]:]
     results = []
@@ -138,7 +151,7 @@ def stream_description(loaded: LoadedModel, title: str, config: Config, settings
     encoded = tokenizer([render_prompt(title, tokenizer, template)], return_tensors="pt").to(_device(loaded.model))
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True,
                                     clean_up_tokenization_spaces=False)
-    kwargs = {**encoded, **settings.generate_kwargs(), "streamer": streamer,
+    kwargs = {**encoded, **settings.generate_kwargs(encoded["input_ids"].shape[1]), "streamer": streamer,
               "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
     failures: list[BaseException] = []
 

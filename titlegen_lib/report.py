@@ -126,7 +126,7 @@ def decoding_label(decoding: dict[str, Any]) -> str:
     guard = decoding.get("repetition_penalty", 1.0) != 1.0 or decoding.get("no_repeat_ngram_size", 0)
     way = "sampling" if decoding.get("temperature", 0) > 0 else "greedy"
     return (f"{way}, {'with' if guard else 'without'} the repetition guard (repetition_penalty "
-            f"{decoding.get('repetition_penalty')}, no_repeat_ngram_size {decoding.get('no_repeat_ngram_size')}), "
+            f"{decoding.get('repetition_penalty')}{' on the generated tokens' if guard else ''}, no_repeat_ngram_size {decoding.get('no_repeat_ngram_size')}), "
             f"max_new_tokens {decoding.get('max_new_tokens')}")
 
 
