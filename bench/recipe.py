@@ -49,6 +49,9 @@ LEVERS: dict[str, dict[str, Any]] = {
     "offline_cut": {"long_content": "cut"},
     "offline_cut_es": {"long_content": "cut", "max_steps": -1, "num_train_epochs": 4, "early_stopping_patience": 2,
                        "eval_steps": 10, "save_steps": 10},
+    # The offline preset (40 steps of 8, lr 1e-3, cut at 400 characters): twice the steps, a lower rate.
+    "offline_80": {"max_steps": 80},
+    "offline_lr3e-4": {"learning_rate": 3e-4},
     # Evaluation-only: the adapter of the lever named in "adapter_of", other decoding.
     "offline_guard": {"adapter_of": "baseline", "eval_repetition_guard": True},
     "offline_cut_guard": {"adapter_of": "offline_cut", "eval_repetition_guard": True},
