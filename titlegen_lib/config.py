@@ -128,8 +128,8 @@ class Config:
     gen_batch_size: int = setting(64, "titles generated together", "generation")
     temperature: float = setting(0.0, "sampling temperature; 0: greedy", "generation")
     top_p: float = setting(0.9, "nucleus sampling's top-p (with temperature > 0)", "generation")
-    repetition_penalty: float = setting(1.1, "the demo's repetition guard: penalty on repeated tokens",
-                                        "generation")
+    repetition_penalty: float = setting(1.1, "the demo's repetition guard: penalty on tokens the model "
+                                        "already generated (the prompt's are not penalised)", "generation")
     no_repeat_ngram_size: int = setting(4, "the demo's repetition guard: never repeat an n-gram of this size",
                                         "generation")
     # --- evaluation ---
