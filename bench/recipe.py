@@ -52,6 +52,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     # The offline preset (40 steps of 8, lr 1e-3, cut at 400 characters): twice the steps, a lower rate.
     "offline_80": {"max_steps": 80},
     "offline_lr3e-4": {"learning_rate": 3e-4},
+    "offline_plain": {"prompt_format": "plain"},
     # Evaluation-only: the adapter of the lever named in "adapter_of", other decoding.
     "offline_guard": {"adapter_of": "baseline", "eval_repetition_guard": True},
     "offline_cut_guard": {"adapter_of": "offline_cut", "eval_repetition_guard": True},
