@@ -4,6 +4,7 @@ module on real records (folds of ../shared/data/amazon_titles_real_250.json) and
     python bench/recipe.py --data ../shared/data/amazon_titles_real_250.json --levers baseline,all_linear \
         --seeds 1,2 --fold 0 --preset colab-t4 -p model_name=smollm2-135m-offline
     python bench/recipe.py --synthetic 1500 --levers baseline,best ...   # synthetic data instead
+    python bench/recipe.py --pool <work>/f0/baseline-s1/out-baseline/eval/default ... --tag folds  # folds pooled
 
 A lever is a named set of settings on top of the preset (LEVERS below); each (lever, seed) is one run: its own
 work folder, preprocess, train, then the comparison of echo, retrieval, base and fine-tuned on the fold's test
@@ -145,6 +146,45 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def pooled(eval_dirs: list[Path], settings: dict[str, Any]) -> dict[str, Any]:
+    """The comparison over the test titles of several folds at once: each fold's predictions.jsonl (every title
+    decoded by the model trained without it), scored and compared with the evaluation module's own functions."""
+    from titlegen_lib import Config
+    from titlegen_lib.evaluate import Prediction, SystemRun, compare_pair, comparison_pairs, summarize_system
+
+    config = Config.from_dict(settings)
+    lines = [json.loads(line) for folder in eval_dirs
+             for line in (folder / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    uids = [line["uid"] for line in lines]
+    if len(set(uids)) != len(uids):
+        raise SystemExit("the folds share test titles: pool the folds of one split only")
+    systems = [s for s in ("finetuned", "base", "retrieval", "echo") if all(s in line for line in lines)]
+    runs = {s: SystemRun(s, [Prediction(line["uid"], line["title"], line["reference"], line[s]["output"])
+                             for line in lines], True, Path()) for s in systems}
+    rows = {s: [line[s]["metrics"] for line in lines] for s in systems}
+    return {"folds": [str(f) for f in eval_dirs], "n_test": len(lines),
+            "systems": {s: {m: i._asdict() for m, i in summarize_system(runs[s].predictions, rows[s], config).items()}
+                        for s in systems},
+            "differences": {f"{a}-{b}": compare_pair(runs[a], runs[b], rows[a], rows[b], config)
+                            for a, b in comparison_pairs(systems)}}
+
+
+def pooled_table(result: dict[str, Any]) -> str:
+    from titlegen_lib.evaluate import format_interval
+
+    shown = ("rougeL", "chrf", "semantic", "repeat_3gram", "title_copy", "stopped_at_eos", "length_ratio")
+    lines = [f"{result['n_test']} test titles from {len(result['folds'])} folds", "",
+             "| system | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
+    for system, metrics in result["systems"].items():
+        lines.append(f"| {system} | " + " | ".join(format_interval(m, metrics[m]) if m in metrics else "-"
+                                                  for m in shown) + " |")
+    lines += ["", "| difference | ROUGE-L [95%] | chrF [95%] | semantic [95%] |", "|---|---|---|---|"]
+    for pair, metrics in result["differences"].items():
+        lines.append(f"| {pair} | " + " | ".join(format_interval(m, metrics[m], signed=True) if m in metrics else "-"
+                                                for m in ("rougeL", "chrf", "semantic")) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="records in the dataset's format (folds are cut from them)")
@@ -159,6 +199,9 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="only print the table of the results file")
     parser.add_argument("--fold-only", action="store_true",
                         help="only write the fold's trn.json and tst.json into <work>/fold<N> (for raw_dir)")
+    parser.add_argument("--pool", type=Path, nargs="+", metavar="EVAL_DIR",
+                        help="compare over the test titles of these folds' evaluation folders at once "
+                             "(<work>/<lever>-s<seed>/out-<lever>/eval/default); writes recipe-<tag>-pooled.json")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for every lever (model_name, embedding_model, ...)")
     args = parser.parse_args()
@@ -166,6 +209,11 @@ def main() -> None:
     results = json.loads(target.read_text()) if target.is_file() else []
     if args.table:
         print(table(results))
+        return
+    if args.pool:
+        result = pooled(args.pool, {"preset": args.preset, "bootstrap_samples": 1000})
+        (target.parent / f"recipe-{args.tag}-pooled.json").write_text(json.dumps(result, indent=2))
+        print(pooled_table(result))
         return
     import yaml
 
