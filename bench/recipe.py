@@ -148,7 +148,8 @@ def table(results: list[dict]) -> str:
 
 def pooled(eval_dirs: list[Path], settings: dict[str, Any]) -> dict[str, Any]:
     """The comparison over the test titles of several folds at once: each fold's predictions.jsonl (every title
-    decoded by the model trained without it), scored and compared with the evaluation module's own functions."""
+    decoded by the model trained without it), scored and compared with the evaluation module's own functions;
+    the result has the shape of its metrics.json ("systems", "pairs", "<a>_minus_<b>")."""
     from titlegen_lib import Config
     from titlegen_lib.evaluate import Prediction, SystemRun, compare_pair, comparison_pairs, summarize_system
 
@@ -162,27 +163,22 @@ def pooled(eval_dirs: list[Path], settings: dict[str, Any]) -> dict[str, Any]:
     runs = {s: SystemRun(s, [Prediction(line["uid"], line["title"], line["reference"], line[s]["output"])
                              for line in lines], True, Path()) for s in systems}
     rows = {s: [line[s]["metrics"] for line in lines] for s in systems}
-    return {"folds": [str(f) for f in eval_dirs], "n_test": len(lines),
+    pairs = comparison_pairs(systems)
+    return {"folds": [str(f) for f in eval_dirs], "n_examples": len(lines), "pairs": pairs,
             "systems": {s: {m: i._asdict() for m, i in summarize_system(runs[s].predictions, rows[s], config).items()}
                         for s in systems},
-            "differences": {f"{a}-{b}": compare_pair(runs[a], runs[b], rows[a], rows[b], config)
-                            for a, b in comparison_pairs(systems)}}
+            **{f"{a}_minus_{b}": compare_pair(runs[a], runs[b], rows[a], rows[b], config) for a, b in pairs}}
 
 
 def pooled_table(result: dict[str, Any]) -> str:
-    from titlegen_lib.evaluate import format_interval
+    """The report's comparison table (`evaluate.comparison_table`) in Markdown, the columns of SHOWN."""
+    from titlegen_lib.evaluate import comparison_table
+    from titlegen_lib.report import markdown_table
 
-    shown = ("rougeL", "chrf", "semantic", "repeat_3gram", "title_copy", "stopped_at_eos", "length_ratio")
-    lines = [f"{result['n_test']} test titles from {len(result['folds'])} folds", "",
-             "| system | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
-    for system, metrics in result["systems"].items():
-        lines.append(f"| {system} | " + " | ".join(format_interval(m, metrics[m]) if m in metrics else "-"
-                                                  for m in shown) + " |")
-    lines += ["", "| difference | ROUGE-L [95%] | chrF [95%] | semantic [95%] |", "|---|---|---|---|"]
-    for pair, metrics in result["differences"].items():
-        lines.append(f"| {pair} | " + " | ".join(format_interval(m, metrics[m], signed=True) if m in metrics else "-"
-                                                for m in ("rougeL", "chrf", "semantic")) + " |")
-    return "\n".join(lines)
+    frame = comparison_table(result).fillna("")
+    frame = frame[[m for m in SHOWN if m in frame.columns]]
+    return (f"{result['n_examples']} test titles from {len(result['folds'])} folds\n\n"
+            + markdown_table(["system", *frame.columns], [[name, *row] for name, row in frame.iterrows()]))
 
 
 def main() -> None:

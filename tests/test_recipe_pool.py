@@ -36,10 +36,10 @@ def test_pooled_difference_weighs_every_title_once_and_folds_must_not_overlap(tm
     a = _fold(tmp_path / "a", ["u1"], [0.6], [0.1])
     b = _fold(tmp_path / "b", ["u2", "u3", "u4"], [0.1, 0.1, 0.1], [0.2, 0.2, 0.2])
     result = recipe.pooled([a, b], {"preset": "offline", "bootstrap_samples": 200, "embedding_model": ""})
-    assert result["n_test"] == 4
-    assert result["differences"]["finetuned-base"]["rougeL"]["mean"] == pytest.approx(0.05)
+    assert result["n_examples"] == 4
+    assert result["finetuned_minus_base"]["rougeL"]["mean"] == pytest.approx(0.05)
     assert result["systems"]["finetuned"]["rougeL"]["mean"] == pytest.approx(0.225)
-    assert "chrf" in result["differences"]["finetuned-base"]  # corpus metrics come from the outputs themselves
-    assert "| finetuned-base | +0.050" in recipe.pooled_table(result)
+    assert "chrf" in result["finetuned_minus_base"]  # corpus metrics come from the outputs themselves
+    assert "| finetuned - base | +0.050" in recipe.pooled_table(result)
     with pytest.raises(SystemExit, match="share test titles"):
         recipe.pooled([a, _fold(tmp_path / "c", ["u1"], [0.2], [0.2])], {"preset": "offline"})
