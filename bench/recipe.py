@@ -54,6 +54,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "offline_80": {"max_steps": 80},
     "offline_lr3e-4": {"learning_rate": 3e-4},
     "offline_plain": {"prompt_format": "plain"},
+    "offline_80_lr3e-4": {"max_steps": 80, "learning_rate": 3e-4},
     # Evaluation-only: the adapter of the lever named in "adapter_of", other decoding.
     "offline_guard": {"adapter_of": "baseline", "eval_repetition_guard": True},
     "offline_cut_guard": {"adapter_of": "offline_cut", "eval_repetition_guard": True},
