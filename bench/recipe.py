@@ -212,11 +212,12 @@ def main() -> None:
         (target.parent / f"recipe-{args.tag}-pooled.json").write_text(json.dumps(result, indent=2))
         print(pooled_table(result))
         return
-    import yaml
+    from titlegen_lib.config import param_overrides
 
     # Each lever says its decoding: greedy without the repetition guard unless it asks for the guard or sampling.
     base = {"preset": args.preset, "train_samples": 0, "val_samples": 0, "test_samples": 0, "val_fraction": 0.1,
-            "bootstrap_samples": 1000, "eval_repetition_guard": False, "eval_other_decoding": False, **{k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.param)}}
+            "bootstrap_samples": 1000, "eval_repetition_guard": False, "eval_other_decoding": False,
+            **param_overrides(args.param)}
     raw = None
     if args.data:
         raw = write_fold(args.data, args.fold, args.folds, args.work / f"fold{args.fold}")

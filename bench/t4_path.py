@@ -7,8 +7,8 @@ device time (not yet run on a GPU).
     python bench/t4_path.py --model smollm2-135m-offline
 
 Prints seconds per stage, peak GPU memory (allocated and reserved, from torch), the losses and the stop
-rates; writes outputs/bench/t4_path-<model>.json. Without a GPU it runs the CPU
-backend (a check of this script, not of the T4 path).
+rates; writes outputs/bench/t4_path-<model>.json. Without a GPU it runs the CPU backend (a check of this
+script, not of the T4 path).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,9 +37,9 @@ def main() -> None:
         backend = "cpu"
     seconds = {"import_unsloth": round(time.perf_counter() - started, 1)}
     import torch
-    import yaml
 
     from titlegen_lib import Config
+    from titlegen_lib.config import param_overrides
     from titlegen_lib.data import preprocess
     from titlegen_lib.evaluate import run_comparison
     from titlegen_lib.models import training_precision
@@ -49,8 +50,7 @@ def main() -> None:
                     synthetic_train_records=1500, synthetic_test_records=300, test_samples=24, val_samples=64,
                     max_steps=20, eval_steps=10, save_steps=10, logging_steps=5, embedding_model="",
                     work_dir=str(args.work / args.model / "work"), output_dir=str(args.work / args.model / "out"))
-    overrides = {k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.param)}
-    config = Config.from_dict({**settings, **overrides})
+    config = Config.from_dict({**settings, **param_overrides(args.param)})
     stages = {"preprocess": lambda: preprocess(config, progress=False), "train": lambda: train(config, progress=False),
               "compare": lambda: run_comparison(config, progress=False)}
     for name, stage in stages.items():

@@ -110,3 +110,12 @@ def test_a_value_trl_refuses_is_a_config_error(offline_config):
 
     with pytest.raises(ConfigError, match="lr_scheduler_type|no_such_schedule"):
         sft_config(offline_config.replace(lr_scheduler_type="no_such_schedule"), "cpu", False, 4, 1)
+
+
+def test_param_overrides_read_values_as_yaml_and_refuse_an_item_without_a_value():
+    from titlegen_lib.config import param_overrides
+
+    assert param_overrides(["lora_r=32", "learning_rate=0.0003", "run_name=a b", "embedding_model="]) == {
+        "lora_r": 32, "learning_rate": 0.0003, "run_name": "a b", "embedding_model": ""}
+    with pytest.raises(ConfigError, match="NAME=VALUE"):
+        param_overrides(["lora_r"])

@@ -365,14 +365,20 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                             help=f"{f.metadata['help']} (default: {getattr(defaults, f.name)!r}, before the preset)")
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Build a Config from parsed `add_config_arguments` flags; flags win over the file."""
+def param_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """The settings of `-p NAME=VALUE` items, values read as YAML (as papermill's -p); empty VALUE is ""."""
     overrides: dict[str, Any] = {}
-    for item in args.param:
+    for item in items:
         name, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"-p {item!r} must look like NAME=VALUE")
         overrides[name.strip()] = yaml.safe_load(value) if value else ""
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Build a Config from parsed `add_config_arguments` flags; flags win over the file."""
+    overrides = param_overrides(args.param)
     for f in fields(Config):
         value = getattr(args, f.name, None)
         if value is not None:
