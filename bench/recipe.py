@@ -55,6 +55,9 @@ LEVERS: dict[str, dict[str, Any]] = {
     "offline_lr3e-4": {"learning_rate": 3e-4},
     "offline_plain": {"prompt_format": "plain"},
     "offline_80_lr3e-4": {"max_steps": 80, "learning_rate": 3e-4},
+    # Attention only: less capacity to move away from the base's wording (which copies the title's words).
+    "offline_attn": {"lora_target_modules": ALL_LINEAR[:4]},
+    "offline_80_attn": {"max_steps": 80, "lora_target_modules": ALL_LINEAR[:4]},
     # Evaluation-only: the adapter of the lever named in "adapter_of", other decoding.
     "offline_guard": {"adapter_of": "baseline", "eval_repetition_guard": True},
     "offline_cut_guard": {"adapter_of": "offline_cut", "eval_repetition_guard": True},
