@@ -94,3 +94,18 @@ def test_generation_stops_at_the_end_of_sequence_token(tiny):
     assert [(g.stopped_at_eos, g.new_tokens, g.text) for g in generations] == [(True, 1, ""), (True, 1, "")]
     free = generate_batch(tiny, ["A short title"], settings, template)[0]  # random weights: it rarely stops
     assert free.new_tokens <= settings.max_new_tokens and "</s>" not in free.text
+
+
+def test_describe_counts_the_lora_weights_as_trainable_and_nothing_on_a_base_model(tiny, offline_config):
+    import copy
+
+    from titlegen_lib.models import attach_lora, describe
+
+    loaded = copy.deepcopy(tiny)
+    for parameter in loaded.model.parameters():
+        parameter.requires_grad_(False)
+    loaded.model.get_input_embeddings().weight.requires_grad_(True)  # as Unsloth leaves a loaded base model
+    assert "trainable" not in describe(loaded)
+    with_lora = attach_lora(loaded, offline_config)
+    lora = sum(p.numel() for name, p in with_lora.model.named_parameters() if "lora_" in name)
+    assert lora > 0 and f", {lora / 1e6:.2f}M trainable," in describe(with_lora)

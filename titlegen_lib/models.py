@@ -373,10 +373,13 @@ def weights_dtype(model: Any) -> str:
 
 
 def describe(loaded: LoadedModel) -> str:
-    """True parameter counts (4-bit weights counted as the values they hold) and the weights' dtype."""
+    """True parameter counts (4-bit weights counted as the values they hold), the LoRA weights as the trainable
+    ones, and the weights' dtype."""
     model = loaded.model
     total = sum(parameter_count(p) for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # Only LoRA weights: Unsloth leaves a loaded base model's 16-bit weights (embeddings, norms) requiring grad,
+    # which read as "8.28M trainable" on a base model that nothing trains.
+    trainable = sum(p.numel() for name, p in model.named_parameters() if p.requires_grad and "lora_" in name)
     training = f", {trainable / 1e6:.2f}M trainable" if 0 < trainable < total else ""
     return f"{total / 1e6:.1f}M parameters{training}, {weights_dtype(model)}, {loaded.backend} backend"
 
