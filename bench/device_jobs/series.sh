@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# bench/gpu_series.py for one model as a device job (bash bench/device_jobs/series.sh MODEL [-p NAME=VALUE ...]): the notebook series
-# as on a T4 (Unsloth, fp16, 15 GiB cap). Executed notebooks come back every 15 s while it runs, so a machine
-# taken back mid-run still leaves what it did.
+# bench/gpu_series.py for one model as a device job (bash bench/device_jobs/series.sh MODEL [-p NAME=VALUE ...]):
+# the notebook series as on a T4 (Unsloth, fp16, 15 GiB cap). Executed notebooks come back every 15 s while it
+# runs, so a machine taken back mid-run still leaves what it did.
 set -uo pipefail
 model=${1:?series.sh needs a model name}
 shift
