@@ -58,6 +58,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     # Attention only: less capacity to move away from the base's wording (which copies the title's words).
     "offline_attn": {"lora_target_modules": ALL_LINEAR[:4]},
     "offline_80_attn": {"max_steps": 80, "lora_target_modules": ALL_LINEAR[:4]},
+    "offline_60_attn": {"max_steps": 60, "lora_target_modules": ALL_LINEAR[:4]},
     # Evaluation-only: the adapter of the lever named in "adapter_of", other decoding.
     "offline_guard": {"adapter_of": "baseline", "eval_repetition_guard": True},
     "offline_cut_guard": {"adapter_of": "offline_cut", "eval_repetition_guard": True},
