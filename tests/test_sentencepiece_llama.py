@@ -97,15 +97,14 @@ def test_generation_stops_at_the_end_of_sequence_token(tiny):
 
 
 def test_describe_counts_the_lora_weights_as_trainable_and_nothing_on_a_base_model(tiny, offline_config):
-    import copy
+    from titlegen_lib.models import attach_lora, describe, load_model
 
-    from titlegen_lib.models import attach_lora, describe
-
-    loaded = copy.deepcopy(tiny)
+    # A fresh load from the fixture's cache: attach_lora puts LoRA layers into `tiny` itself (an earlier test).
+    loaded = load_model(Config.from_dict(preset="offline", model_name=TINY_LLAMA))
     for parameter in loaded.model.parameters():
         parameter.requires_grad_(False)
     loaded.model.get_input_embeddings().weight.requires_grad_(True)  # as Unsloth leaves a loaded base model
     assert "trainable" not in describe(loaded)
     with_lora = attach_lora(loaded, offline_config)
-    lora = sum(p.numel() for name, p in with_lora.model.named_parameters() if "lora_" in name)
+    lora, _ = with_lora.model.get_nb_trainable_parameters()  # PEFT's own count, the line 03 prints
     assert lora > 0 and f", {lora / 1e6:.2f}M trainable," in describe(with_lora)

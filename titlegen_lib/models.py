@@ -380,7 +380,7 @@ def describe(loaded: LoadedModel) -> str:
     # Only LoRA weights: Unsloth leaves a loaded base model's 16-bit weights (embeddings, norms) requiring grad,
     # which read as "8.28M trainable" on a base model that nothing trains.
     trainable = sum(p.numel() for name, p in model.named_parameters() if p.requires_grad and "lora_" in name)
-    training = f", {trainable / 1e6:.2f}M trainable" if 0 < trainable < total else ""
+    training = f", {trainable / 1e6:.2f}M trainable" if trainable else ""
     return f"{total / 1e6:.1f}M parameters{training}, {weights_dtype(model)}, {loaded.backend} backend"
 
 
