@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+ATTENTION = ALL_LINEAR[:4]
 # Small data: batches of 16 (a few hundred records make a handful of batches of 64), and evaluations often
 # enough for early stopping to see the validation loss turn.
 SMALL = {"per_device_train_batch_size": 16, "eval_steps": 5, "save_steps": 5, "logging_steps": 5,
@@ -56,9 +57,9 @@ LEVERS: dict[str, dict[str, Any]] = {
     "offline_plain": {"prompt_format": "plain"},
     "offline_80_lr3e-4": {"max_steps": 80, "learning_rate": 3e-4},
     # Attention only: less capacity to move away from the base's wording (which copies the title's words).
-    "offline_attn": {"lora_target_modules": ALL_LINEAR[:4]},
-    "offline_80_attn": {"max_steps": 80, "lora_target_modules": ALL_LINEAR[:4]},
-    "offline_60_attn": {"max_steps": 60, "lora_target_modules": ALL_LINEAR[:4]},
+    "offline_attn": {"lora_target_modules": ATTENTION},
+    "offline_80_attn": {"max_steps": 80, "lora_target_modules": ATTENTION},
+    "offline_60_attn": {"max_steps": 60, "lora_target_modules": ATTENTION},
     # Evaluation-only: the adapter of the lever named in "adapter_of", other decoding.
     "offline_guard": {"adapter_of": "baseline", "eval_repetition_guard": True},
     "offline_cut_guard": {"adapter_of": "offline_cut", "eval_repetition_guard": True},
