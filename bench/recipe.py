@@ -47,6 +47,12 @@ LEVERS: dict[str, dict[str, Any]] = {
                      "lora_r": 32, "lora_alpha": 64},
     "plain_prompt": {**SMALL, **ES, "lora_target_modules": ALL_LINEAR, "learning_rate": 5e-4, "long_content": "cut",
                      "prompt_format": "plain"},
+    # The GPU study's other levers, each one change from cut_long: drop long descriptions instead (at the real
+    # median's length), attention only, a lower rate.
+    "drop_long": {**SMALL, **ES, "lora_target_modules": ALL_LINEAR, "learning_rate": 5e-4, "long_content": "drop",
+                  "max_content_chars": 500},
+    "attn_es": {**SMALL, **ES, "lora_target_modules": ATTENTION, "learning_rate": 5e-4, "long_content": "cut"},
+    "lr_2e-4_es": {**SMALL, **ES, "lora_target_modules": ALL_LINEAR, "learning_rate": 2e-4, "long_content": "cut"},
     # For the CPU's offline preset (60 steps of 8 by default): cut instead of drop, and epochs with early stopping.
     "offline_cut": {"long_content": "cut"},
     "offline_cut_es": {"long_content": "cut", "max_steps": -1, "num_train_epochs": 4, "early_stopping_patience": 2,
