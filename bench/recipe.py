@@ -52,6 +52,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "drop_long": {**SMALL, **ES, "lora_target_modules": ALL_LINEAR, "learning_rate": 5e-4, "long_content": "drop",
                   "max_content_chars": 500},
     "attn_es": {**SMALL, **ES, "lora_target_modules": ATTENTION, "learning_rate": 5e-4, "long_content": "cut"},
+    "attn_lr2e-4_es": {**SMALL, **ES, "lora_target_modules": ATTENTION, "learning_rate": 2e-4, "long_content": "cut"},
     "lr_2e-4_es": {**SMALL, **ES, "lora_target_modules": ALL_LINEAR, "learning_rate": 2e-4, "long_content": "cut"},
     # For the CPU's offline preset (60 steps of 8 by default): cut instead of drop, and epochs with early stopping.
     "offline_cut": {"long_content": "cut"},
