@@ -195,6 +195,7 @@ def run_configuration(name: str, model_dir: str, work: str, warmup: int, steps: 
     config = Config.from_dict({**values, "model_name": model_dir, "work_dir": work, "run_name": f"bench-{name}",
                                "max_steps": warmup + steps * 4 + profile_steps + 1, "eval_steps": 10**6,
                                "save_steps": 10**6, "logging_steps": 10**6, "resume": False,
+                               "early_stopping_patience": 0,  # no evaluations here: speed only
                                "max_seq_length": MAX_LENGTH if not dry_run else 256})
     started = time.perf_counter()
     loaded = models.attach_lora(models.load_model(config), config)

@@ -13,8 +13,8 @@ from titlegen_lib.generate import DecodingSettings, generate_descriptions
 from titlegen_lib.models import load_model
 from titlegen_lib import train as train_module
 from titlegen_lib.storage import read_json, write_json
-from titlegen_lib.train import (backoff_batch, build_datasets, build_trainer, checkpoint_folder, last_checkpoint,
-                                 saved_batch, train, training_key)
+from titlegen_lib.train import (FEW_STEPS, backoff_batch, build_datasets, build_trainer, checkpoint_folder,
+                                 last_checkpoint, planned_steps, saved_batch, steps_line, train, training_key)
 
 
 def small_config(offline_config, **changes):
@@ -60,6 +60,36 @@ def test_backoff_keeps_the_effective_batch():
     assert backoff_batch(3, 2) == (1, 4)
     with pytest.raises(RuntimeError, match="batch size 1"):
         backoff_batch(1, 8)
+
+
+def test_planned_steps_count_batches_per_epoch_and_max_steps_wins():
+    # The recipe study's two regimes on 162 real records: the colab-t4 preset's one epoch of 64, and batches of 16.
+    assert planned_steps(162, 64, 1, 1.0, -1) == 3
+    assert planned_steps(162, 16, 1, 8.0, -1) == 88
+    assert planned_steps(162, 16, 2, 8.0, -1) == 44
+    assert planned_steps(162, 16, 1, 8.0, 40) == 40
+
+
+def test_the_steps_line_says_when_a_run_is_too_short_to_learn_or_never_evaluates(offline_config):
+    preset = offline_config.replace(max_steps=-1, num_train_epochs=1.0, early_stopping_patience=2, eval_steps=20,
+                                    save_steps=20)
+    short = steps_line(preset, 162, 64, 1, packing=False)
+    assert "3 optimizer steps" in short and "Too few to learn from" in short and "never evaluates" in short
+    enough = steps_line(preset.replace(num_train_epochs=8.0, eval_steps=5, save_steps=5), 162, 16, 1, packing=False)
+    assert "88 optimizer steps" in enough and "Too few" not in enough and "never evaluates" not in enough
+    assert planned_steps(162, 16, 1, 8.0, -1) >= FEW_STEPS
+
+
+@pytest.mark.slow
+def test_the_printed_step_count_is_the_count_the_run_takes(offline_config, capsys):
+    config = small_config(offline_config, train_samples=40, max_steps=-1, num_train_epochs=1.0, eval_steps=100,
+                          save_steps=100)
+    preprocess(config)
+    capsys.readouterr()
+    result = train(config, load_model(config), progress=False)
+    out = capsys.readouterr().out
+    assert f"[titlegen] {result.steps} optimizer steps: " in out
+    assert result.steps < FEW_STEPS and "Too few to learn from" in out
 
 
 @pytest.mark.slow

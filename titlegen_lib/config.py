@@ -244,9 +244,12 @@ DEFAULT_PRESET = "colab-t4"
 PRESETS: dict[str, dict[str, Any]] = {
     # Free Colab T4 (15 GB, no bf16): 4-bit TinyLlama, checkpointing on, padded batches of 64 grouped by
     # length (without flash-attention's varlen kernels Unsloth runs packed batches one document at a time).
+    # LoRA on attention at 5e-4 with early stopping: the GPU recipe study's best on real records (bench/RESULTS.md).
     "colab-t4": {
         "packing": False,
         "per_device_train_batch_size": 64,
+        "learning_rate": 5e-4,
+        "early_stopping_patience": 2,
     },
     # A GPU with memory to spare (A100/H100): 16-bit base, padded batches of 128, no gradient checkpointing
     # (a 40 GB card falls back to 64 x 2 through the out-of-memory backoff).
@@ -256,6 +259,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "per_device_train_batch_size": 128,
         "gradient_checkpointing": False,
         "gen_batch_size": 256,
+        "learning_rate": 5e-4,
+        "early_stopping_patience": 2,
     },
     # Offline CPU default: the bundled SmolLM2-135M, synthetic data, small sizes (minutes on 2 cores).
     "offline": {

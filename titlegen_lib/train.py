@@ -238,6 +238,34 @@ def checkpoint_folder(config: Config) -> Path:
     return config.run_dir / "checkpoints" / training_key(config)
 
 
+# Below this many optimizer steps a LoRA run barely moves the model (recipe study, bench/RESULTS.md: 3 steps
+# left the validation loss at 4.31 and the scores at the base's).
+FEW_STEPS = 20
+
+
+def planned_steps(examples: int, batch_size: int, grad_accum: int, epochs: float, max_steps: int) -> int:
+    """Optimizer steps the Trainer will take on padded batches (max_steps wins when set)."""
+    if max_steps > 0:
+        return max_steps
+    return math.ceil(epochs * math.ceil(examples / batch_size) / grad_accum)
+
+
+def steps_line(config: Config, examples: int, batch_size: int, grad_accum: int, packing: bool) -> str:
+    """What the run will do in steps, and what to change when that is too little to learn anything."""
+    steps = planned_steps(examples, batch_size, grad_accum, config.num_train_epochs, config.max_steps)
+    line = (f"[titlegen] {'at most ' if packing else ''}{steps} optimizer steps: {examples} train examples, batch "
+            f"{batch_size} x {grad_accum}, " + (f"max_steps {config.max_steps}" if config.max_steps > 0
+                                                 else f"{config.num_train_epochs:g} epoch(s)"))
+    if config.early_stopping_patience:
+        line += f", early stopping after {config.early_stopping_patience} evaluations without a better validation loss"
+        if config.eval_steps > steps:
+            line += f" (but eval_steps {config.eval_steps} > {steps}: it never evaluates)"
+    if steps < FEW_STEPS:
+        line += (f". Too few to learn from: for a few hundred records use batch 16, up to 8 epochs and early "
+                 f"stopping with eval_steps = save_steps = 5 (the recipe study in bench/RESULTS.md)")
+    return line
+
+
 def backoff_batch(batch_size: int, grad_accum: int) -> tuple[int, int]:
     """Halve the batch and double accumulation: the same effective batch in less memory."""
     if batch_size <= 1:
@@ -400,6 +428,7 @@ def prepare_fine_tune(config: Config, loaded: LoadedModel, progress: bool = True
         print(f"[titlegen] resuming from {resume_from}")
     batch, accum = saved_batch(checkpoint_dir) or (config.per_device_train_batch_size,
                                                    config.gradient_accumulation_steps)
+    print(steps_line(config, len(splits.train), batch, accum, config.packing and packing_supported(loaded)))
     return FineTune(config, loaded, splits, checkpoint_dir, resume_from, batch, accum, progress)
 
 
