@@ -66,7 +66,8 @@ def test_planned_steps_count_batches_per_epoch_and_max_steps_wins():
     # The recipe study's two regimes on 162 real records: the colab-t4 preset's one epoch of 64, and batches of 16.
     assert planned_steps(162, 64, 1, 1.0, -1) == 3
     assert planned_steps(162, 16, 1, 8.0, -1) == 88
-    assert planned_steps(162, 16, 2, 8.0, -1) == 44
+    assert planned_steps(162, 16, 2, 8.0, -1) == 48  # 11 batches an epoch make 6 updates (the last of one)
+    assert planned_steps(162, 16, 1, 0.5, -1) == 6
     assert planned_steps(162, 16, 1, 8.0, 40) == 40
 
 
@@ -82,13 +83,15 @@ def test_the_steps_line_says_when_a_run_is_too_short_to_learn_or_never_evaluates
 
 @pytest.mark.slow
 def test_the_printed_step_count_is_the_count_the_run_takes(offline_config, capsys):
-    config = small_config(offline_config, train_samples=40, max_steps=-1, num_train_epochs=1.0, eval_steps=100,
-                          save_steps=100)
+    # Accumulation over an odd number of batches and a fractional epoch: where a naive count is off by one.
+    config = small_config(offline_config, train_samples=40, max_steps=-1, num_train_epochs=1.5, eval_steps=100,
+                          save_steps=100, gradient_accumulation_steps=2)
     preprocess(config)
     capsys.readouterr()
     result = train(config, load_model(config), progress=False)
     out = capsys.readouterr().out
-    assert f"[titlegen] {result.steps} optimizer steps: " in out
+    examples = json.loads(result.run_json.read_text())["examples"]["train"]
+    assert f"[titlegen] {result.steps} optimizer steps: {examples} train examples, batch 8 x 2, 1.5 epoch(s)" in out
     assert result.steps < FEW_STEPS and "Too few to learn from" in out
 
 

@@ -244,10 +244,11 @@ FEW_STEPS = 20
 
 
 def planned_steps(examples: int, batch_size: int, grad_accum: int, epochs: float, max_steps: int) -> int:
-    """Optimizer steps the Trainer will take on padded batches (max_steps wins when set)."""
+    """Optimizer steps the Trainer takes on padded batches on one device, counted as transformers'
+    `Trainer.set_initial_training_values` counts them (max_steps wins when set)."""
     if max_steps > 0:
         return max_steps
-    return math.ceil(epochs * math.ceil(examples / batch_size) / grad_accum)
+    return math.ceil(epochs * max(math.ceil(math.ceil(examples / batch_size) / grad_accum), 1))
 
 
 def steps_line(config: Config, examples: int, batch_size: int, grad_accum: int, packing: bool) -> str:
@@ -261,8 +262,8 @@ def steps_line(config: Config, examples: int, batch_size: int, grad_accum: int, 
         if config.eval_steps > steps:
             line += f" (but eval_steps {config.eval_steps} > {steps}: it never evaluates)"
     if steps < FEW_STEPS:
-        line += (f". Too few to learn from: for a few hundred records use batch 16, up to 8 epochs and early "
-                 f"stopping with eval_steps = save_steps = 5 (the recipe study in bench/RESULTS.md)")
+        line += (". Too few to learn from: for a few hundred records use batch 16, up to 8 epochs and early "
+                 "stopping with eval_steps = save_steps = 5 (the recipe study in bench/RESULTS.md)")
     return line
 
 
