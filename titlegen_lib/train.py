@@ -97,6 +97,11 @@ def packing_supported(loaded: LoadedModel) -> bool:
     return "flash" in impl
 
 
+def packs(config: Config, loaded: LoadedModel) -> bool:
+    """Whether this run packs examples: asked for, and possible on this backend."""
+    return config.packing and packing_supported(loaded)
+
+
 def sft_settings(config: Config, backend: str, packing: bool, batch_size: int, grad_accum: int,
                  progress: bool = True, eval_on_start: bool = False, checkpoint_dir: Path | None = None) -> dict[str, Any]:
     """The SFTConfig arguments of this run: the config's trainer settings as they are, then what this run decides
@@ -316,7 +321,7 @@ def build_trainer(loaded: LoadedModel, config: Config, splits: TokenizedSplits, 
                   grad_accum: int, progress: bool = True, eval_on_start: bool = False,
                   checkpoint_dir: Path | None = None) -> Any:
     """An SFTTrainer over pre-tokenized examples (TRL builds labels from completion_mask)."""
-    packing = config.packing and packing_supported(loaded)
+    packing = packs(config, loaded)
     if config.packing and not packing:
         print("[titlegen] packing is off: this backend has no padding-free attention (needs Unsloth or "
               "flash-attention); examples are padded per batch instead")
@@ -353,7 +358,7 @@ class FineTune:
     started: float = field(default_factory=time.perf_counter)
 
     def trainer_settings(self) -> Any:
-        return sft_config(self.config, self.loaded.backend, self.config.packing and packing_supported(self.loaded),
+        return sft_config(self.config, self.loaded.backend, packs(self.config, self.loaded),
                           self.batch, self.accum, self.progress, eval_on_start=self.resume_from is None,
                           checkpoint_dir=self.checkpoint_dir)
 
@@ -429,7 +434,7 @@ def prepare_fine_tune(config: Config, loaded: LoadedModel, progress: bool = True
         print(f"[titlegen] resuming from {resume_from}")
     batch, accum = saved_batch(checkpoint_dir) or (config.per_device_train_batch_size,
                                                    config.gradient_accumulation_steps)
-    print(steps_line(config, len(splits.train), batch, accum, config.packing and packing_supported(loaded)))
+    print(steps_line(config, len(splits.train), batch, accum, packs(config, loaded)))
     return FineTune(config, loaded, splits, checkpoint_dir, resume_from, batch, accum, progress)
 
 
