@@ -52,6 +52,8 @@ LEVERS: dict[str, dict[str, Any]] = {
     "drop_long": {**SMALL, **ES, "lora_target_modules": ALL_LINEAR, "learning_rate": 5e-4, "long_content": "drop",
                   "max_content_chars": 500},
     "attn_es": {**SMALL, **ES, "lora_target_modules": ATTENTION, "learning_rate": 5e-4, "long_content": "cut"},
+    "attn_r32_es": {**SMALL, **ES, "lora_target_modules": ATTENTION, "learning_rate": 5e-4, "long_content": "cut",
+                    "lora_r": 32, "lora_alpha": 64},
     "attn_lr2e-4_es": {**SMALL, **ES, "lora_target_modules": ATTENTION, "learning_rate": 2e-4, "long_content": "cut"},
     "lr_2e-4_es": {**SMALL, **ES, "lora_target_modules": ALL_LINEAR, "learning_rate": 2e-4, "long_content": "cut"},
     # For the CPU's offline preset (60 steps of 8 by default): cut instead of drop, and epochs with early stopping.
@@ -73,6 +75,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "guard": {"adapter_of": "cut_long", "eval_repetition_guard": True},
     "sampling": {"adapter_of": "cut_long", "temperature": 0.7},
     "fixed_160": {"adapter_of": "cut_long", "max_new_tokens": 160},
+    "attn_sampling": {"adapter_of": "attn_es", "temperature": 0.7},
 }
 SHOWN = ("rougeL", "chrf", "semantic", "repeat_3gram", "title_copy", "stopped_at_eos", "length_ratio")
 
