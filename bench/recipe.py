@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -138,7 +140,7 @@ def run_lever(name: str, seed: int, args: argparse.Namespace, raw: Path | None, 
 
 
 def table(results: list[dict]) -> str:
-    head = ("| lever | seed | n test | ft ROUGE-L | base | retrieval | ft-base ROUGE-L [95%] | ft chrF | base chrF | "
+    head = ("| lever | seed | fold | n test | ft ROUGE-L | base | retrieval | ft-base ROUGE-L [95%] | ft chrF | base chrF | "
             "ft-base chrF [95%] | ft semantic | retrieval semantic | ft rep. 3-gram | title copy | EOS | "
             "length ratio | val loss | steps |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -154,7 +156,7 @@ def table(results: list[dict]) -> str:
         loss = (f"{train['initial_eval_loss']:.2f} -> {train['eval_loss']:.2f}"
                 if train.get("initial_eval_loss") is not None else "-")
         lines.append(
-            f"| {r['lever']} | {r['seed']} | {r['n_test']} | {ft.get('rougeL', 0):.3f} | {base.get('rougeL', 0):.3f} | "
+            f"| {r['lever']} | {r['seed']} | {'-' if r.get('fold') is None else r['fold']} | {r['n_test']} | {ft.get('rougeL', 0):.3f} | {base.get('rougeL', 0):.3f} | "
             f"{ret.get('rougeL', 0):.3f} | {ci('rougeL', 3)} | {ft.get('chrf', 0):.1f} | {base.get('chrf', 0):.1f} | "
             f"{ci('chrf', 1)} | {ft.get('semantic', 0):.3f} | {ret.get('semantic', 0):.3f} | "
             f"{ft.get('repeat_3gram', 0):.3f} | {ft.get('title_copy', 0):.2f} | {ft.get('stopped_at_eos', 0):.2f} | "
@@ -184,6 +186,28 @@ def pooled(eval_dirs: list[Path], settings: dict[str, Any]) -> dict[str, Any]:
             "systems": {s: {m: i._asdict() for m, i in summarize_system(runs[s].predictions, rows[s], config).items()}
                         for s in systems},
             **{f"{a}_minus_{b}": compare_pair(runs[a], runs[b], rows[a], rows[b], config) for a, b in pairs}}
+
+
+def chrf_by_beta(eval_dirs: list[Path], betas: tuple[int, ...] = (2, 1), seed: int = 42) -> dict[str, Any]:
+    """Fine-tuned minus base in corpus chrF with recall weighted beta times precision (sacrebleu's default is 2),
+    paired bootstrap as the evaluation module's: does a chrF difference come from the outputs' length?"""
+    from sacrebleu.metrics import CHRF
+
+    from titlegen_lib.evaluate import paired_corpus_bootstrap_ci
+
+    lines = [json.loads(line) for folder in eval_dirs
+             for line in (folder / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    references = [[line["reference"] for line in lines]]
+    result = {}
+    for beta in betas:
+        scorer = CHRF(beta=beta)
+        stats = {s: np.array(scorer._extract_corpus_statistics([line[s]["output"] for line in lines], references),
+                             dtype=float) for s in ("finetuned", "base")}
+        score = lambda summed: float(scorer._compute_score_from_stats([int(round(x)) for x in summed]).score)  # noqa: E731
+        diff = paired_corpus_bootstrap_ci(stats["finetuned"], stats["base"], score, 1000, seed)
+        result[f"beta_{beta}"] = {"finetuned": score(stats["finetuned"].sum(axis=0)),
+                                  "base": score(stats["base"].sum(axis=0)), **diff._asdict()}
+    return result
 
 
 def pooled_table(result: dict[str, Any]) -> str:
@@ -224,8 +248,12 @@ def main() -> None:
         return
     if args.pool:
         result = pooled(args.pool, {"preset": args.preset, "bootstrap_samples": 1000})
+        result["chrf_by_beta"] = chrf_by_beta(args.pool)
         (target.parent / f"recipe-{args.tag}-pooled.json").write_text(json.dumps(result, indent=2))
         print(pooled_table(result))
+        for beta, d in result["chrf_by_beta"].items():
+            print(f"corpus chrF, {beta.replace('_', ' ')}: fine-tuned {d['finetuned']:.1f}, base {d['base']:.1f}, "
+                  f"fine-tuned - base {d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]")
         return
     from titlegen_lib.config import param_overrides
 
