@@ -140,8 +140,8 @@ def run_lever(name: str, seed: int, args: argparse.Namespace, raw: Path | None, 
 
 
 def table(results: list[dict]) -> str:
-    head = ("| lever | seed | fold | n test | ft ROUGE-L | base | retrieval | ft-base ROUGE-L [95%] | ft chrF | base chrF | "
-            "ft-base chrF [95%] | ft semantic | retrieval semantic | ft rep. 3-gram | title copy | EOS | "
+    head = ("| lever | seed | fold | n test | ft ROUGE-L | base | retrieval | ft-base ROUGE-L [95%] | ft chrF | "
+            "base chrF | ft-base chrF [95%] | ft semantic | retrieval semantic | ft rep. 3-gram | title copy | EOS | "
             "length ratio | val loss | steps |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
@@ -155,9 +155,10 @@ def table(results: list[dict]) -> str:
         train = r.get("train") or {}
         loss = (f"{train['initial_eval_loss']:.2f} -> {train['eval_loss']:.2f}"
                 if train.get("initial_eval_loss") is not None else "-")
+        fold = "-" if r.get("fold") is None else r["fold"]
         lines.append(
-            f"| {r['lever']} | {r['seed']} | {'-' if r.get('fold') is None else r['fold']} | {r['n_test']} | {ft.get('rougeL', 0):.3f} | {base.get('rougeL', 0):.3f} | "
-            f"{ret.get('rougeL', 0):.3f} | {ci('rougeL', 3)} | {ft.get('chrf', 0):.1f} | {base.get('chrf', 0):.1f} | "
+            f"| {r['lever']} | {r['seed']} | {fold} | {r['n_test']} | {ft.get('rougeL', 0):.3f} | "
+            f"{base.get('rougeL', 0):.3f} | {ret.get('rougeL', 0):.3f} | {ci('rougeL', 3)} | {ft.get('chrf', 0):.1f} | {base.get('chrf', 0):.1f} | "
             f"{ci('chrf', 1)} | {ft.get('semantic', 0):.3f} | {ret.get('semantic', 0):.3f} | "
             f"{ft.get('repeat_3gram', 0):.3f} | {ft.get('title_copy', 0):.2f} | {ft.get('stopped_at_eos', 0):.2f} | "
             f"{ft.get('length_ratio', 0):.2f} | {loss} | {train.get('steps', '-')} |")
@@ -203,7 +204,10 @@ def chrf_by_beta(eval_dirs: list[Path], betas: tuple[int, ...] = (2, 1), seed: i
         scorer = CHRF(beta=beta)
         stats = {s: np.array(scorer._extract_corpus_statistics([line[s]["output"] for line in lines], references),
                              dtype=float) for s in ("finetuned", "base")}
-        score = lambda summed: float(scorer._compute_score_from_stats([int(round(x)) for x in summed]).score)  # noqa: E731
+
+        def score(summed: np.ndarray, scorer: CHRF = scorer) -> float:
+            return float(scorer._compute_score_from_stats([int(round(x)) for x in summed]).score)
+
         diff = paired_corpus_bootstrap_ci(stats["finetuned"], stats["base"], score, 1000, seed)
         result[f"beta_{beta}"] = {"finetuned": score(stats["finetuned"].sum(axis=0)),
                                   "base": score(stats["base"].sum(axis=0)), **diff._asdict()}
