@@ -158,7 +158,8 @@ def table(results: list[dict]) -> str:
         fold = "-" if r.get("fold") is None else r["fold"]
         lines.append(
             f"| {r['lever']} | {r['seed']} | {fold} | {r['n_test']} | {ft.get('rougeL', 0):.3f} | "
-            f"{base.get('rougeL', 0):.3f} | {ret.get('rougeL', 0):.3f} | {ci('rougeL', 3)} | {ft.get('chrf', 0):.1f} | {base.get('chrf', 0):.1f} | "
+            f"{base.get('rougeL', 0):.3f} | {ret.get('rougeL', 0):.3f} | {ci('rougeL', 3)} | {ft.get('chrf', 0):.1f} | "
+            f"{base.get('chrf', 0):.1f} | "
             f"{ci('chrf', 1)} | {ft.get('semantic', 0):.3f} | {ret.get('semantic', 0):.3f} | "
             f"{ft.get('repeat_3gram', 0):.3f} | {ft.get('title_copy', 0):.2f} | {ft.get('stopped_at_eos', 0):.2f} | "
             f"{ft.get('length_ratio', 0):.2f} | {loss} | {train.get('steps', '-')} |")
