@@ -30,14 +30,16 @@ sys.path.insert(0, str(ROOT))
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 ATTENTION = ALL_LINEAR[:4]
+from titlegen_lib.train import FEW_RECORDS  # noqa: E402  (the library's small-data settings: SMALL and ES)
+
 # Small data: batches of 16 (a few hundred records make a handful of batches of 64), and evaluations often
-# enough for early stopping to see the validation loss turn.
-SMALL = {"per_device_train_batch_size": 16, "eval_steps": 5, "save_steps": 5, "logging_steps": 5,
-         "save_total_limit": 2}
-ES = {"early_stopping_patience": 2, "num_train_epochs": 8}
+# enough for early stopping to see the validation loss turn; ES: up to 8 epochs with early stopping.
+ES = {k: FEW_RECORDS[k] for k in ("early_stopping_patience", "num_train_epochs")}
+SMALL = {k: v for k, v in FEW_RECORDS.items() if k not in ES}
 
 LEVERS: dict[str, dict[str, Any]] = {
-    "baseline": {},  # the preset as it is
+    "baseline": {},  # the preset as it is, without the library's switch to the small-data settings
+    "few_records": {"few_records_recipe": True},  # the preset as it is, switch on (attn_es on a few hundred)
     "batch16": {**SMALL},
     "all_linear": {**SMALL, "lora_target_modules": ALL_LINEAR},
     "all_linear_r32": {**SMALL, "lora_target_modules": ALL_LINEAR, "lora_r": 32, "lora_alpha": 64},
@@ -263,7 +265,9 @@ def main() -> None:
     from titlegen_lib.config import param_overrides
 
     # Each lever says its decoding: greedy without the repetition guard unless it asks for the guard or sampling.
-    base = {"preset": args.preset, "train_samples": 0, "val_samples": 0, "test_samples": 0, "val_fraction": 0.1,
+    # Each lever states its batch and epochs: the library's switch to the small-data settings stays off.
+    base = {"preset": args.preset, "few_records_recipe": False, "train_samples": 0, "val_samples": 0,
+            "test_samples": 0, "val_fraction": 0.1,
             "bootstrap_samples": 1000, "eval_repetition_guard": False, "eval_other_decoding": False,
             **param_overrides(args.param)}
     raw = None

@@ -233,7 +233,8 @@ FINETUNE_NB = notebook(
          "from titlegen_lib.models import attach_lora\n\nmodel = attach_lora(base, config)\n"
          "model.model.print_trainable_parameters()\nmodel.model.peft_config[\"default\"]"),
         ("## The trainer's settings\n\nThe TRL `SFTConfig` that will run: the run's trainer settings as they are, "
-         "then what this run decides (precision from the GPU, the batch, the optimizer). Resuming and the "
+         "then what this run decides (precision from the GPU, the batch, the optimizer; for a train split too small "
+         "for the preset's batch and epochs, the recipe study's small-data settings). Resuming and the "
          "checkpoint folder are decided here too.",
          "from titlegen_lib.train import prepare_fine_tune\n\nfine_tune = prepare_fine_tune(config, model)\n"
          "fine_tune.settings_table()"),

@@ -10,11 +10,12 @@ import torch
 
 from titlegen_lib.data import preprocess
 from titlegen_lib.generate import DecodingSettings, generate_descriptions
-from titlegen_lib.models import load_model
+from titlegen_lib.models import attach_lora, load_model
 from titlegen_lib import train as train_module
 from titlegen_lib.storage import read_json, write_json
-from titlegen_lib.train import (FEW_STEPS, backoff_batch, build_datasets, build_trainer, checkpoint_folder,
-                                 last_checkpoint, planned_steps, saved_batch, steps_line, train, training_key)
+from titlegen_lib.train import (FEW_RECORDS, FEW_STEPS, backoff_batch, build_datasets, build_trainer,
+                                 checkpoint_folder, few_records_settings, last_checkpoint, planned_steps,
+                                 prepare_fine_tune, saved_batch, steps_line, train, training_key)
 
 
 def small_config(offline_config, **changes):
@@ -81,11 +82,42 @@ def test_the_steps_line_says_when_a_run_is_too_short_to_learn_or_never_evaluates
     assert planned_steps(162, 16, 1, 8.0, -1) >= FEW_STEPS
 
 
+def test_a_few_hundred_records_train_with_the_small_data_settings_unless_told_otherwise(offline_config, capsys):
+    # The colab-t4 preset's batch of 64 and one epoch: 3 steps on the recipe study's 162 records, 32 on 2,000.
+    preset = offline_config.replace(max_steps=-1, num_train_epochs=1.0, per_device_train_batch_size=64,
+                                    early_stopping_patience=2, eval_steps=100, save_steps=100)
+    adapted = few_records_settings(preset, 162)
+    assert "162 train examples make 3 optimizer steps at batch 64 x 1" in capsys.readouterr().out
+    assert all(getattr(adapted, name) == value for name, value in FEW_RECORDS.items())
+    assert adapted.learning_rate == preset.learning_rate and adapted.lora_r == preset.lora_r
+    assert planned_steps(162, adapted.per_device_train_batch_size, adapted.gradient_accumulation_steps,
+                         adapted.num_train_epochs, adapted.max_steps) == 88
+    for kept in (few_records_settings(preset, 2000), few_records_settings(preset.replace(max_steps=40), 162),
+                 few_records_settings(preset.replace(few_records_recipe=False), 162)):
+        assert kept.per_device_train_batch_size == 64 and kept.num_train_epochs == 1.0 and kept.eval_steps == 100
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.slow
+def test_a_fine_tune_of_few_records_is_prepared_with_the_small_data_settings(offline_config, capsys):
+    config = small_config(offline_config, train_samples=40, max_steps=-1, num_train_epochs=1.0,
+                          per_device_train_batch_size=32, eval_steps=100, save_steps=100)
+    preprocess(config)
+    capsys.readouterr()
+    fine_tune = prepare_fine_tune(config, attach_lora(load_model(config), config), progress=False)
+    out = capsys.readouterr().out
+    args = fine_tune.trainer_settings()
+    assert (args.per_device_train_batch_size, args.num_train_epochs, args.eval_steps, args.save_steps) == (16, 8, 5, 5)
+    assert fine_tune.config.early_stopping_patience == FEW_RECORDS["early_stopping_patience"]
+    assert "training with the recipe study's settings" in out and "batch 16 x 1, 8 epoch(s)" in out
+    assert fine_tune.checkpoint_dir.name == training_key(config.replace(**FEW_RECORDS))
+
+
 @pytest.mark.slow
 def test_the_printed_step_count_is_the_count_the_run_takes(offline_config, capsys):
     # Accumulation over an odd number of batches and a fractional epoch: where a naive count is off by one.
     config = small_config(offline_config, train_samples=40, max_steps=-1, num_train_epochs=1.5, eval_steps=100,
-                          save_steps=100, gradient_accumulation_steps=2)
+                          save_steps=100, gradient_accumulation_steps=2, few_records_recipe=False)
     preprocess(config)
     capsys.readouterr()
     result = train(config, load_model(config), progress=False)

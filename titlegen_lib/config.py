@@ -119,6 +119,10 @@ class Config:
                                            "gradient scaler on a T4 (fp16 takes the T4's path on any GPU)", "training")
     early_stopping_patience: int = setting(0, "stop when the validation loss has not improved for this many "
                                               "evaluations, and keep the best checkpoint's weights; 0: off", "training")
+    few_records_recipe: bool = setting(True, "when the train split makes fewer than 20 optimizer steps at the "
+                                             "preset's batch and epochs (no max_steps), train as the recipe study "
+                                             "found for a few hundred records: batch 16, up to 8 epochs, early "
+                                             "stopping every 5 steps", "run")
     resume: bool = setting(True, "resume from the last complete checkpoint of the same settings and data", "run")
     remove_other_checkpoints: bool = setting(False, "delete checkpoints kept under other settings' keys", "run")
     merge_16bit: bool = setting(False, "also save the base model with LoRA merged in, 16-bit", "run")

@@ -248,6 +248,13 @@ def checkpoint_folder(config: Config) -> Path:
 FEW_STEPS = 20
 
 
+# The recipe study's settings for a few hundred records (bench/RESULTS.md, "Recipe study, GPU": `attn_es`):
+# batches of 16, up to 8 epochs, evaluated and saved every 5 steps so early stopping sees the validation loss turn.
+FEW_RECORDS: dict[str, Any] = {"per_device_train_batch_size": 16, "gradient_accumulation_steps": 1,
+                               "num_train_epochs": 8.0, "early_stopping_patience": 2, "eval_steps": 5,
+                               "save_steps": 5, "logging_steps": 5, "save_total_limit": 2}
+
+
 def planned_steps(examples: int, batch_size: int, grad_accum: int, epochs: float, max_steps: int) -> int:
     """Optimizer steps the Trainer takes on padded batches on one device, counted as transformers'
     `Trainer.set_initial_training_values` counts them (max_steps wins when set)."""
@@ -267,9 +274,29 @@ def steps_line(config: Config, examples: int, batch_size: int, grad_accum: int, 
         if config.eval_steps > steps:
             line += f" (but eval_steps {config.eval_steps} > {steps}: it never evaluates)"
     if steps < FEW_STEPS:
-        line += (". Too few to learn from: for a few hundred records use batch 16, up to 8 epochs and early "
-                 "stopping with eval_steps = save_steps = 5 (the recipe study in bench/RESULTS.md)")
+        line += (f". Too few to learn from: for a few hundred records use {few_records_line()} "
+                 "(few_records_recipe=True; the recipe study in bench/RESULTS.md)")
     return line
+
+
+def few_records_settings(config: Config, examples: int) -> Config:
+    """The config a run trains with: as given, or, when `few_records_recipe` is on, max_steps is not set and
+    the preset's batch and epochs would make fewer than FEW_STEPS optimizer steps on `examples`, with the
+    recipe study's settings for a few hundred records (FEW_RECORDS), saying so."""
+    steps = planned_steps(examples, config.per_device_train_batch_size, config.gradient_accumulation_steps,
+                          config.num_train_epochs, config.max_steps)
+    if not config.few_records_recipe or config.max_steps > 0 or steps >= FEW_STEPS:
+        return config
+    print(f"[titlegen] {examples} train examples make {steps} optimizer steps at batch "
+          f"{config.per_device_train_batch_size} x {config.gradient_accumulation_steps}, "
+          f"{config.num_train_epochs:g} epoch(s): training with the recipe study's settings for a few hundred "
+          f"records instead ({few_records_line()}; few_records_recipe=False keeps the preset's)")
+    return config.replace(**FEW_RECORDS)
+
+
+def few_records_line() -> str:
+    return (f"batch {FEW_RECORDS['per_device_train_batch_size']}, up to {FEW_RECORDS['num_train_epochs']:g} epochs "
+            f"and early stopping, evaluated and saved every {FEW_RECORDS['eval_steps']} steps")
 
 
 def backoff_batch(batch_size: int, grad_accum: int) -> tuple[int, int]:
@@ -427,6 +454,7 @@ def prepare_fine_tune(config: Config, loaded: LoadedModel, progress: bool = True
               "(models.recommended_preset, from its memory)")
     prepare_for_training(loaded)
     splits = build_datasets(config, loaded.tokenizer)
+    config = few_records_settings(config, len(splits.train))
     checkpoint_dir = checkpoint_folder(config)
     keep_or_remove_other_checkpoints(checkpoint_dir.parent, checkpoint_dir.name, config.remove_other_checkpoints)
     resume_from = last_checkpoint(checkpoint_dir) if config.resume else None
