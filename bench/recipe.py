@@ -28,10 +28,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-ATTENTION = ALL_LINEAR[:4]
 from titlegen_lib.train import FEW_RECORDS  # noqa: E402  (the library's small-data settings: SMALL and ES)
 
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+ATTENTION = ALL_LINEAR[:4]
 # Small data: batches of 16 (a few hundred records make a handful of batches of 64), and evaluations often
 # enough for early stopping to see the validation loss turn; ES: up to 8 epochs with early stopping.
 ES = {k: FEW_RECORDS[k] for k in ("early_stopping_patience", "num_train_epochs")}
