@@ -39,6 +39,21 @@ LongContent = Literal["drop", "cut"]
 TRAINING_KEY_GROUPS = ("model", "lora", "prompt", "trainer", "training")
 SFT_GROUPS = ("trainer", "trainer_log")
 
+# Below this many optimizer steps a LoRA run barely moves the model (recipe study, bench/RESULTS.md: 3 steps
+# left the validation loss at 4.31 and the scores at the base's).
+FEW_STEPS = 20
+# The recipe study's settings for a few hundred records (bench/RESULTS.md, "Recipe study, GPU": `attn_es`):
+# batches of 16, up to 8 epochs, evaluated and saved every 5 steps so early stopping sees the validation loss turn.
+FEW_RECORDS: dict[str, Any] = {"per_device_train_batch_size": 16, "gradient_accumulation_steps": 1,
+                               "num_train_epochs": 8.0, "early_stopping_patience": 2, "eval_steps": 5,
+                               "save_steps": 5, "logging_steps": 5, "save_total_limit": 2}
+
+
+def few_records_line() -> str:
+    """FEW_RECORDS in words, for the help text and the messages that name it."""
+    return (f"batch {FEW_RECORDS['per_device_train_batch_size']}, up to {FEW_RECORDS['num_train_epochs']:g} epochs "
+            f"and early stopping, evaluated and saved every {FEW_RECORDS['eval_steps']} steps")
+
 
 def setting(default: Any, help: str, group: str) -> Any:
     """A Config field with its help text and group (lists get a fresh copy per Config)."""
@@ -119,10 +134,9 @@ class Config:
                                            "gradient scaler on a T4 (fp16 takes the T4's path on any GPU)", "training")
     early_stopping_patience: int = setting(0, "stop when the validation loss has not improved for this many "
                                               "evaluations, and keep the best checkpoint's weights; 0: off", "training")
-    few_records_recipe: bool = setting(True, "when the train split makes fewer than 20 optimizer steps at the "
-                                             "preset's batch and epochs (no max_steps), train as the recipe study "
-                                             "found for a few hundred records: batch 16, up to 8 epochs, early "
-                                             "stopping every 5 steps", "run")
+    few_records_recipe: bool = setting(True, f"when the train split makes fewer than {FEW_STEPS} optimizer steps at "
+                                             "the preset's batch and epochs (no max_steps), train as the recipe "
+                                             f"study found for a few hundred records: {few_records_line()}", "run")
     resume: bool = setting(True, "resume from the last complete checkpoint of the same settings and data", "run")
     remove_other_checkpoints: bool = setting(False, "delete checkpoints kept under other settings' keys", "run")
     merge_16bit: bool = setting(False, "also save the base model with LoRA merged in, 16-bit", "run")

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from titlegen_lib.config import SFT_GROUPS, TRAINING_KEY_GROUPS, Config, ConfigError
+from titlegen_lib.config import (FEW_RECORDS, FEW_STEPS, SFT_GROUPS, TRAINING_KEY_GROUPS, Config, ConfigError,
+                                 few_records_line)
 from titlegen_lib.data import load_split, prepared_split
 from titlegen_lib.models import (
     LoadedModel,
@@ -243,18 +244,6 @@ def checkpoint_folder(config: Config) -> Path:
     return config.run_dir / "checkpoints" / training_key(config)
 
 
-# Below this many optimizer steps a LoRA run barely moves the model (recipe study, bench/RESULTS.md: 3 steps
-# left the validation loss at 4.31 and the scores at the base's).
-FEW_STEPS = 20
-
-
-# The recipe study's settings for a few hundred records (bench/RESULTS.md, "Recipe study, GPU": `attn_es`):
-# batches of 16, up to 8 epochs, evaluated and saved every 5 steps so early stopping sees the validation loss turn.
-FEW_RECORDS: dict[str, Any] = {"per_device_train_batch_size": 16, "gradient_accumulation_steps": 1,
-                               "num_train_epochs": 8.0, "early_stopping_patience": 2, "eval_steps": 5,
-                               "save_steps": 5, "logging_steps": 5, "save_total_limit": 2}
-
-
 def planned_steps(examples: int, batch_size: int, grad_accum: int, epochs: float, max_steps: int) -> int:
     """Optimizer steps the Trainer takes on padded batches on one device, counted as transformers'
     `Trainer.set_initial_training_values` counts them (max_steps wins when set)."""
@@ -292,11 +281,6 @@ def few_records_settings(config: Config, examples: int) -> Config:
           f"{config.num_train_epochs:g} epoch(s): training with the recipe study's settings for a few hundred "
           f"records instead ({few_records_line()}; few_records_recipe=False keeps the preset's)")
     return config.replace(**FEW_RECORDS)
-
-
-def few_records_line() -> str:
-    return (f"batch {FEW_RECORDS['per_device_train_batch_size']}, up to {FEW_RECORDS['num_train_epochs']:g} epochs "
-            f"and early stopping, evaluated and saved every {FEW_RECORDS['eval_steps']} steps")
 
 
 def backoff_batch(batch_size: int, grad_accum: int) -> tuple[int, int]:
