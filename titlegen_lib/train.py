@@ -263,8 +263,8 @@ def steps_line(config: Config, examples: int, batch_size: int, grad_accum: int, 
         if config.eval_steps > steps:
             line += f" (but eval_steps {config.eval_steps} > {steps}: it never evaluates)"
     if steps < FEW_STEPS:
-        line += (f". Too few to learn from: for a few hundred records use {few_records_line()} "
-                 "(few_records_recipe=True; the recipe study in bench/RESULTS.md)")
+        line += (f". Too few to learn from: a few hundred records learn with {few_records_line()} (what "
+                 "few_records_recipe does when max_steps is not set; the recipe study in bench/RESULTS.md)")
     return line
 
 
