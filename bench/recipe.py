@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from titlegen_lib.train import FEW_RECORDS  # noqa: E402  (the library's small-data settings: SMALL and ES)
+from titlegen_lib.config import FEW_RECORDS  # noqa: E402  (the library's small-data settings: SMALL and ES)
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 ATTENTION = ALL_LINEAR[:4]
